@@ -1,0 +1,109 @@
+"""The ``rag`` command line.
+
+    rag ingest ./papers --index ./rag-index
+    rag ui --index ./rag-index
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rag.config import ConfigError, Settings
+
+EXIT_FATAL = 1
+
+
+def _settings(ctx: click.Context, **flags: Any) -> Settings:
+    try:
+        return Settings.resolve(flags)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc), ctx) from exc
+
+
+def _fatal(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_FATAL)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Ask questions of your own documents, offline.
+
+    \b
+    Example:
+        rag ingest ~/papers --index ./rag-index
+        rag ui --index ./rag-index
+    """
+
+
+@main.command(epilog="Example:  rag ingest ./papers ./reports --index ./rag-index --prune --json")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
+@click.option("--prune", is_flag=True, help="Remove files that are gone from disk (under PATHS) from the index.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON object on stdout.")
+@click.option("--wait", "lock_wait", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for another writer of the same index before giving up.")
+@click.option("--chunk-size", type=int, help="Chunk size in estimated tokens [default 200].")
+@click.option("--chunk-overlap", type=int, help="Chunk overlap in estimated tokens [default 30].")
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, prune: bool, as_json: bool,
+           lock_wait: float, chunk_size: int | None, chunk_overlap: int | None) -> None:
+    """Add new and changed files under PATHS to the index (PDF, TXT, MD, HTML, DOCX).
+
+    Unchanged files are skipped, changed ones replaced; the index changes all at once or not at all.
+    Exit status: 0 all ingested, 3 some files failed (the rest committed), 2 usage error, 1 nothing changed.
+    """
+    from ingest.pipeline import Ingestor
+    from rag.embed import EmbedderError
+    from rag.index import EmbedderMismatchError, IndexLockedError
+
+    settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    try:
+        report = Ingestor(settings, lock_wait=lock_wait).run(list(paths), prune=prune)
+    except (IndexLockedError, EmbedderMismatchError, EmbedderError) as exc:
+        _fatal(str(exc))
+    except OSError as exc:
+        _fatal(f"{settings.index_dir}: cannot write the index ({exc}); nothing was changed")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.summary(), ensure_ascii=False))
+    else:
+        s = report.summary()
+        click.echo(
+            f"{s['added']} added, {s['updated']} updated, {s['unchanged']} unchanged, {s['removed']} removed, "
+            f"{len(s['failed'])} failed; {s['pages']} pages, {s['chunks']} chunks ({s['embedded']} embedded in "
+            f"{s['embed_seconds']:.1f}s) in {s['seconds']:.1f}s"
+        )
+        if report.missing:
+            click.echo(f"{report.missing} indexed files are gone from disk; run with --prune to remove them")
+        for failure in s["failed"]:
+            click.echo(f"failed: {failure['path']}: {failure['reason']}")
+        click.echo(f"index {settings.index_dir}: {s['index']}")
+    sys.exit(report.exit_code)
+
+
+@main.command(epilog="Example:  rag ui --index ./rag-index --port 8501")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
+@click.option("--port", type=int, default=8501, show_default=True, help="Port on 127.0.0.1.")
+@click.pass_context
+def ui(ctx: click.Context, index_dir: Path | None, port: int) -> None:
+    """Start the Streamlit app on 127.0.0.1 (loopback only)."""
+    settings = _settings(ctx, index_dir=index_dir)
+    script = Path(__file__).with_name("ui.py")
+    env = {**os.environ, "RAG_INDEX": str(settings.index_dir.resolve())}
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+    ]
+    os.execve(sys.executable, command, env)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Offline retrieval evaluation (datasets, metrics, reports): built on ``rag`` and ``ingest``."""

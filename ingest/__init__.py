@@ -1,0 +1,1 @@
+"""Turning files into index content: discovery, loaders, chunking and the incremental pipeline."""

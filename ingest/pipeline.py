@@ -1,0 +1,299 @@
+"""The ingest pipeline: scan, detect changes, load, chunk, embed, and publish one new index generation.
+
+Example:
+    >>> report = Ingestor(Settings.resolve({"index_dir": "/tmp/idx"})).run([Path("examples/docs")])
+    >>> report.exit_code
+    0
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ingest.chunking import Chunker
+from ingest.loaders import LoadError, check_supported, load_file, read_source
+from ingest.scan import scan
+from rag.config import Settings
+from rag.documents import Chunk, Page
+from rag.embed import Embedder
+from rag.index import ChunkRow, FileRecord, IndexWriter
+from rag.text import BM25Tokenizer
+
+UNKNOWN_TOKEN_WARNING = 0.2
+"""Above this share of [UNK] tokens the embedder cannot represent the text and dense search is weak."""
+
+
+@dataclass
+class IngestReport:
+    """What one run did; :meth:`summary` is the JSON object of the CLI contract."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    missing: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    pages: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    reused_vectors: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    index: dict[str, int] = field(default_factory=dict)
+    generation: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.failed else 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
+            "failed": self.failed, "pages": self.pages, "chunks": self.chunks, "seconds": round(self.seconds, 3),
+            "embedded": self.embedded, "reused_vectors": self.reused_vectors,
+            "embed_seconds": round(self.embed_seconds, 3), "missing": self.missing, "index": self.index,
+            "generation": self.generation, "warnings": self.warnings,
+        }
+
+
+@dataclass
+class _Loaded:
+    record: FileRecord
+    pages: list[Page]
+    chunks: list[Chunk]
+    is_new: bool
+
+
+class Ingestor:
+    """Bring an index up to date with files on disk, incrementally and atomically.
+
+    Unchanged files (same size and mtime, or same sha256) cost a ``stat``; a file whose content is
+    already indexed under another path is copied, not re-parsed; a chunk whose text was embedded before
+    reuses its vector. Vectors are saved batch by batch, so an interrupted run loses no embedding work.
+
+    Example:
+        >>> ingestor = Ingestor(Settings.resolve({"index_dir": "rag-index"}))
+        >>> ingestor.run([Path("docs")], prune=True).summary()["failed"]
+        []
+    """
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, progress: bool | None = None,
+                 lock_wait: float = 0.0, flush_chunks: int = 512) -> None:
+        self.settings = settings
+        self.embedder = embedder or Embedder(settings.embed_model, batch_size=settings.embed_batch_size)
+        self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
+        self._progress = progress
+        self._lock_wait = lock_wait
+        self.flush_chunks = flush_chunks
+        self._tokenizer: BM25Tokenizer | None = None
+
+    @property
+    def tokenizer(self) -> BM25Tokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = BM25Tokenizer()
+        return self._tokenizer
+
+    def run(self, paths: Sequence[Path], prune: bool = False) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport()
+        found = scan(paths)
+        report.failed.extend({"path": p, "reason": r} for p, r in found.failed)
+        with IndexWriter(self.settings.index_dir, self.embedder.spec, lock_wait=self._lock_wait) as writer:
+            run = _Run(self, writer, report)
+            for path in tqdm(found.files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr):
+                run.visit(path)
+            run.flush()
+            run.forget_missing(found.roots, {str(p) for p in found.files}, prune)
+            if run.dirty:
+                writer.commit(
+                    {"chunker": self.chunker.describe(), "tokenizer": self.tokenizer.name,
+                     "next_chunk_id": run.next_id},
+                    describe_embedder=self.embedder.describe,
+                )
+            report.index = dict(writer.live_manifest.get("counts", {}))
+            report.generation = writer.live_name
+            if run.poorly_embedded:
+                report.warnings.append(
+                    f"{len(run.poorly_embedded)} file(s), e.g. {run.poorly_embedded[0]}, are mostly unknown to the "
+                    f"embedder {self.embedder.spec!r} (more than {UNKNOWN_TOKEN_WARNING:.0%} [UNK] tokens: Chinese "
+                    "under an English model?), so dense search cannot represent them and BM25 carries them; set "
+                    "RAG_EMBED_MODEL to a multilingual sentence-transformers model directory (e.g. bge-m3) and "
+                    "ingest into a new index"
+                )
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def progress_disabled(self) -> bool | None:
+        return None if self._progress is None else not self._progress
+
+
+class _Run:
+    """The state of one ingest run inside the writer lock."""
+
+    def __init__(self, ingestor: Ingestor, writer: IndexWriter, report: IngestReport) -> None:
+        self.ingestor = ingestor
+        self.writer = writer
+        self.report = report
+        self.store = writer.store
+        self.queue: list[_Loaded] = []
+        self.dirty = False
+        live_chunker = writer.live_manifest.get("chunker")
+        self.rechunk = bool(live_chunker) and live_chunker != ingestor.chunker.describe()
+        self.next_id = max(int(writer.live_manifest.get("next_chunk_id", 0)), self.store.next_chunk_id())
+        self.poorly_embedded: list[str] = []
+
+    def fail(self, path: str, reason: str) -> None:
+        self.report.failed.append({"path": path, "reason": reason})
+        tqdm.write(f"failed: {path}: {reason}", file=sys.stderr)
+
+    def visit(self, path: Path) -> None:
+        key = str(path)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self.fail(key, "file vanished during ingest")
+            return
+        except OSError as exc:
+            self.fail(key, f"cannot access ({exc.strerror})")
+            return
+        known = self.store.file(key)
+        if known and not self.rechunk and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            if known.status == "failed":
+                self.report.failed.append({"path": key, "reason": f"{known.error} (unchanged since the last attempt)"})
+            else:
+                self.report.unchanged += 1
+            return
+        try:
+            check_supported(path)
+            data = read_source(path)
+        except LoadError as exc:
+            self._record_failure(key, known, stat, None, str(exc))
+            return
+        sha = hashlib.sha256(data).hexdigest()
+        record = FileRecord(key, sha, stat.st_size, stat.st_mtime_ns)
+        if known and known.status == "ok" and known.sha256 == sha and not self.rechunk:
+            self.store.put_file(FileRecord(key, sha, stat.st_size, stat.st_mtime_ns, known.pages, known.chunks))
+            self.report.unchanged += 1
+            self.dirty = True
+            return
+        twin = None if self.rechunk else self.store.indexed_file_with_sha(sha)
+        if twin is not None and twin.path != key:
+            self._copy_twin(record, twin, is_new=known is None)
+            return
+        try:
+            pages = self.ingestor.chunker.clean(load_file(path, data))
+        except LoadError as exc:
+            self._record_failure(key, known, stat, sha, str(exc))
+            return
+        chunks = self.ingestor.chunker.split(pages)
+        if not chunks:
+            self._record_failure(key, known, stat, sha, "no text to index after cleaning")
+            return
+        self.queue.append(_Loaded(record, pages, chunks, is_new=known is None))
+        if sum(len(item.chunks) for item in self.queue) >= self.ingestor.flush_chunks:
+            self.flush()
+
+    def _record_failure(self, key: str, known: FileRecord | None, stat: os.stat_result, sha: str | None, reason: str) -> None:
+        """Report the failure; keep whatever the file had in the index before."""
+        self.fail(key, reason)
+        self.store.put_file(FileRecord(
+            key, sha or "", stat.st_size, stat.st_mtime_ns,
+            known.pages if known else 0, known.chunks if known else 0, "failed", reason,
+        ))
+        self.dirty = True
+
+    def _copy_twin(self, record: FileRecord, twin: FileRecord, is_new: bool) -> None:
+        rows = self.store.chunks_of(twin.path)
+        vectors = self.writer.known_vectors([r.text_sha for r in rows])
+        copies = [replace(r, id=self._take_id(), path=record.path) for r in rows]
+        final = FileRecord(record.path, record.sha256, record.size, record.mtime_ns, twin.pages, len(copies))
+        self.writer.replace_file(final, self.store.pages(twin.path), copies, np.vstack([vectors[r.text_sha] for r in rows]))
+        self._count(final, is_new)
+        self.report.reused_vectors += len(rows)
+
+    def _take_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    def _count(self, record: FileRecord, is_new: bool) -> None:
+        if is_new:
+            self.report.added += 1
+        else:
+            self.report.updated += 1
+        self.report.pages += record.pages
+        self.report.chunks += record.chunks
+        self.dirty = True
+
+    def flush(self) -> None:
+        """Embed what the queued files need (reusing known vectors) and stage them."""
+        if not self.queue:
+            return
+        texts = [c.text for item in self.queue for c in item.chunks]
+        shas = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+        vectors = self.writer.known_vectors(shas)
+        self.report.reused_vectors += sum(1 for s in shas if s in vectors)
+        self._embed_missing(texts, shas, vectors)
+        embedder = self.ingestor.embedder
+        counts = embedder.unknown_token_counts(texts)
+        tokens = self.ingestor.tokenizer.tokenize_many(texts)
+        position = 0
+        for item in self.queue:
+            n = len(item.chunks)
+            rows = [
+                ChunkRow(self._take_id(), c.source, c.page, c.start, c.end, c.text, shas[position + i],
+                         tuple(tokens[position + i]), *counts[position + i])
+                for i, c in enumerate(item.chunks)
+            ]
+            matrix = np.vstack([vectors[shas[position + i]] for i in range(n)])
+            tokens_in_file = sum(row.n_tokens for row in rows)
+            if tokens_in_file and sum(row.n_unknown for row in rows) / tokens_in_file > UNKNOWN_TOKEN_WARNING:
+                self.poorly_embedded.append(item.record.path)
+            record = FileRecord(item.record.path, item.record.sha256, item.record.size, item.record.mtime_ns,
+                                len(item.pages), n)
+            self.writer.replace_file(record, [(p.number, p.text) for p in item.pages], rows, matrix)
+            self._count(record, item.is_new)
+            position += n
+        self.queue = []
+
+    def _embed_missing(self, texts: list[str], shas: list[str], vectors: dict[str, np.ndarray]) -> None:
+        todo: dict[str, str] = {}
+        for text, sha in zip(texts, shas):
+            if sha not in vectors:
+                todo.setdefault(sha, text)
+        if not todo:
+            return
+        started = time.perf_counter()
+        order = list(todo)
+        embedder = self.ingestor.embedder
+        batches = tqdm(total=len(order), desc="embedding", unit="chunk", disable=self.ingestor.progress_disabled(), file=sys.stderr)
+        for offset, batch in embedder.encode_batches([todo[s] for s in order]):
+            batch_shas = order[offset : offset + len(batch)]
+            self.writer.pending.put(batch_shas, batch)
+            vectors.update(zip(batch_shas, batch))
+            batches.update(len(batch))
+        batches.close()
+        self.report.embedded += len(order)
+        self.report.embed_seconds += time.perf_counter() - started
+
+    def forget_missing(self, roots: list[Path], seen: set[str], prune: bool) -> None:
+        """Files indexed under the scanned roots but gone from disk: removed with ``prune``, else counted."""
+        for record in self.store.files():
+            inside = any(record.path == str(r) or record.path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+            if not inside or record.path in seen or os.path.lexists(record.path):
+                continue
+            if prune:
+                self.writer.remove_file(record.path)
+                self.report.removed += 1
+                self.dirty = True
+            else:
+                self.report.missing += 1
+

