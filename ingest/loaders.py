@@ -65,8 +65,10 @@ def _load_pdf(path: Path, data: bytes) -> list[Page]:
         raise
     except FileNotDecryptedError as exc:
         raise LoadError("encrypted PDF: a password is required to open it") from exc
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+    except PdfReadError as exc:
         raise LoadError(f"corrupt or truncated PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    except Exception as exc:  # pypdf raises many types on malformed files; none may stop the run
+        raise LoadError(f"cannot parse PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
     if not pages:
         raise LoadError("PDF has no pages (corrupt or truncated)")
     if not any(page.text.strip() for page in pages):

@@ -74,9 +74,13 @@ def strip_repeated_lines(pages: Sequence[str], edge_lines: int = 2, min_pages: i
         return list(pages)
     split = [page.split("\n") for page in pages]
 
-    def edges(lines: list[str]) -> set[str]:
+    def edge_lines_of(lines: list[str]) -> list[str]:
         kept = [line.strip() for line in lines if line.strip()]
-        return {_DIGITS.sub("#", line) for line in kept[:edge_lines] + kept[-edge_lines:]}
+        k = min(edge_lines, len(kept) // 3)  # a short page keeps most of its lines out of reach
+        return kept[:k] + kept[len(kept) - k :] if k else []
+
+    def edges(lines: list[str]) -> set[str]:
+        return {_DIGITS.sub("#", line) for line in edge_lines_of(lines)}
 
     counts = Counter(key for lines in split for key in edges(lines))
     threshold = max(min_pages, (len(pages) + 1) // 2)
@@ -85,8 +89,7 @@ def strip_repeated_lines(pages: Sequence[str], edge_lines: int = 2, min_pages: i
         return list(pages)
     result = []
     for lines in split:
-        kept = [line.strip() for line in lines if line.strip()]
-        edge_set = set(kept[:edge_lines] + kept[-edge_lines:])
+        edge_set = set(edge_lines_of(lines))
         result.append("\n".join(
             line for line in lines
             if not (line.strip() in edge_set and _DIGITS.sub("#", line.strip()) in repeated)
@@ -131,10 +134,9 @@ class BM25Tokenizer:
             if not run:
                 continue
             if i % 2:
-                words: Iterable[str] = self._jieba.cut_for_search(run, HMM=True)
+                tokens.extend(w for w in self._jieba.cut_for_search(run, HMM=True) if w.strip() and w not in self._stopwords)
             else:
-                words = (self._stem(w) for w in self._WORDS.findall(run.lower()) if w not in self._stopwords)
-            tokens.extend(w for w in words if w.strip() and w not in self._stopwords)
+                tokens.extend(self._stem(w) for w in self._WORDS.findall(run.lower()) if w not in self._stopwords)
         return tokens
 
     def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:

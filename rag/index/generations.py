@@ -74,12 +74,12 @@ def collect_garbage(index_dir: Path, keep: int = 2) -> None:
     """
     live = live_generation(index_dir)
     live_number = _number(live) if live else 0
-    generations = sorted((p for p in index_dir.iterdir() if _number(p) >= 0), key=_number)
+    published = sorted((p for p in index_dir.iterdir() if 0 <= _number(p) <= live_number), key=_number)
+    too_old = set(published[: max(0, len(published) - keep)])
     for path in index_dir.iterdir():
         stale_staging = path.name.startswith("staging-") or path.name == f"{CURRENT}.tmp"
         unpublished = _number(path) > live_number
-        old = _number(path) >= 0 and path in generations[: max(0, len(generations) - keep)] and path != live
-        if stale_staging or unpublished or old:
+        if stale_staging or unpublished or path in too_old:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 

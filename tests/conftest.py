@@ -1,0 +1,57 @@
+"""Shared fixtures: the packaged embedder (loaded once), settings for a fresh index, the shared data."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import Ingestor
+from rag.config import Settings
+from rag.embed import Embedder
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not CORPUS.is_dir():
+        skip = pytest.mark.skip(reason=f"shared corpus not found at {CORPUS}")
+        for item in items:
+            if "shared_corpus" in item.fixturenames:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.resolve({"index_dir": tmp_path / "index"}, env={})
+
+
+@pytest.fixture
+def ingestor(settings: Settings, embedder: Embedder) -> Ingestor:
+    return Ingestor(settings, embedder=embedder, progress=False)
+
+
+@pytest.fixture(scope="session")
+def shared_corpus() -> Path:
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, shared_corpus: Path) -> tuple[Path, Path, dict]:
+    """A copy of the shared corpus and an index of it, built once per test session."""
+    base = tmp_path_factory.mktemp("corpus")
+    docs = base / "corpus"
+    shutil.copytree(shared_corpus, docs)
+    settings = Settings.resolve({"index_dir": base / "index"}, env={})
+    report = Ingestor(settings, embedder=embedder, progress=False).run([docs])
+    return docs, base / "index", report.summary()

@@ -1,0 +1,107 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from rag.index.dense import DenseIndex
+from rag.index.generations import CURRENT, WriterLock, collect_garbage, live_generation, publish
+from rag.index.sparse import SparseIndex
+from rag.index import IndexLockedError
+from rag.text import BM25Tokenizer
+
+from tests.conftest import SHARED
+
+
+class LuceneBM25(BM25Okapi):
+    """rank-bm25's Okapi scoring with Lucene's idf, log(1 + (N - df + 0.5) / (df + 0.5))."""
+
+    def _calc_idf(self, nd):
+        self.idf = {w: math.log(1 + (self.corpus_size - f + 0.5) / (f + 0.5)) for w, f in nd.items()}
+
+
+def _beir_sample(name: str, n_docs: int, n_queries: int) -> tuple[list[str], list[str]]:
+    folder = SHARED / "eval" / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    with (folder / "corpus.jsonl").open(encoding="utf-8") as fh:
+        docs = [f"{d.get('title', '')} {d['text']}" for d in map(json.loads, (next(fh) for _ in range(n_docs)))]
+    with (folder / "queries.jsonl").open(encoding="utf-8") as fh:
+        queries = [json.loads(line)["text"] for line, _ in zip(fh, range(n_queries))]
+    return docs, queries
+
+
+@pytest.mark.parametrize("dataset", ["scifact", "rgb_zh"])
+def test_bm25s_engine_ranks_exactly_like_rank_bm25(dataset: str):
+    tokenizer = BM25Tokenizer()
+    docs, queries = _beir_sample(dataset, 1500, 25)
+    doc_tokens = tokenizer.tokenize_many(docs)
+    ours = SparseIndex.build(list(range(1000, 1000 + len(docs))), doc_tokens)
+    reference = LuceneBM25(doc_tokens, k1=1.5, b=0.75)
+    compared = 0
+    for query in queries:
+        tokens = list(dict.fromkeys(tokenizer.tokenize(query)))
+        expected = reference.get_scores(tokens) / 2.5  # rank-bm25 keeps the constant (k1 + 1) factor
+        top = np.argsort(-expected, kind="stable")[:10]
+        scores, ids = ours.search(tokens, 10)
+        np.testing.assert_allclose(scores, expected[top][: len(scores)], rtol=1e-4)
+        assert set(ids - 1000) == set(top[expected[top] > 0][: len(ids)]) or len(set(np.round(expected[top], 5))) < 10
+        compared += len(ids)
+    assert compared > 100
+
+
+def test_sparse_index_round_trips_through_disk(tmp_path: Path):
+    index = SparseIndex.build([5, 6, 7], [["solar", "lantern"], ["weather", "station"], ["solar", "panel"]])
+    index.save(tmp_path / "bm25")
+    loaded = SparseIndex.load(tmp_path / "bm25")
+    scores, ids = loaded.search(["solar", "unknown-word"], 5)
+    assert sorted(ids.tolist()) == [5, 7] and len(scores) == 2
+    assert loaded.search(["nothing-known"], 5)[1].size == 0
+
+
+def test_empty_sparse_index(tmp_path: Path):
+    SparseIndex.build([], []).save(tmp_path / "bm25")
+    assert SparseIndex.load(tmp_path / "bm25").search(["x"], 3)[1].size == 0
+
+
+def test_dense_index_adds_removes_and_reconstructs_by_chunk_id(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(4, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = DenseIndex.create(8)
+    index.add(np.array([10, 11, 12, 13]), vectors)
+    index.remove([11])
+    index.save(tmp_path / "d.faiss")
+    loaded = DenseIndex.load(tmp_path / "d.faiss")
+    assert len(loaded) == 3
+    scores, ids = loaded.search(vectors[2:3], 3)
+    assert ids[0, 0] == 12 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert 11 not in ids[0]
+    np.testing.assert_allclose(loaded.vectors([13])[0], vectors[3], rtol=1e-6)
+
+
+def test_publish_switches_current_and_garbage_collection_removes_crash_leftovers(tmp_path: Path):
+    for n in range(3):
+        staging = tmp_path / f"staging-{n}"
+        staging.mkdir()
+        (staging / "data").write_text(str(n))
+        publish(tmp_path, staging)
+    assert live_generation(tmp_path) == tmp_path / "gen-000003"
+    # leftovers of crashes: a staging folder, a renamed but unpublished generation, a pointer temp file
+    (tmp_path / "staging-999").mkdir()
+    (tmp_path / "gen-000004").mkdir()
+    (tmp_path / f"{CURRENT}.tmp").write_text("gen-000004")
+    collect_garbage(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CURRENT, "gen-000002", "gen-000003"]
+    assert (tmp_path / "gen-000003" / "data").read_text() == "2"
+
+
+def test_writer_lock_is_exclusive_and_names_the_holder(tmp_path: Path):
+    with WriterLock(tmp_path):
+        with pytest.raises(IndexLockedError, match=r"another rag ingest \(pid \d+\)"):
+            with WriterLock(tmp_path, wait=0.3):
+                pass
+    with WriterLock(tmp_path, wait=0):
+        pass
