@@ -1,0 +1,133 @@
+"""The ``rag`` command as a user runs it: real processes, real index folders."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from examples.make_demo_docs import ENGLISH_GUIDE, write_pdf
+from rag.index import Index
+from rag.index.generations import WriterLock
+
+RAG = [sys.executable, "-m", "app.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {"added", "updated", "unchanged", "removed", "failed", "pages", "chunks", "seconds"}
+
+
+def rag(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*RAG, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, **kwargs)
+
+
+def _docs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.md").write_text("# Alpha\nThe alpha document mentions aardvarks.", encoding="utf-8")
+    (folder / "b.txt").write_text("北京是中国的首都。", encoding="utf-8")
+    return folder
+
+
+def test_help_shows_runnable_examples():
+    assert "rag ingest" in rag("--help").stdout
+    for command in ("ingest", "ui"):
+        assert f"Example:  rag {command}" in rag(command, "--help").stdout
+
+
+def test_ingest_json_prints_only_the_contract_object(tmp_path: Path):
+    docs = _docs(tmp_path / "docs")
+    result = rag("ingest", str(docs), "--index", str(tmp_path / "idx"), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert SUMMARY_KEYS <= summary.keys()
+    assert (summary["added"], summary["failed"], summary["pages"]) == (2, [], 2)
+
+
+def test_some_failed_files_exit_3_with_path_and_reason(tmp_path: Path):
+    docs = _docs(tmp_path / "docs")
+    (docs / "zero.pdf").write_bytes(b"")
+    result = rag("ingest", str(docs), "--index", str(tmp_path / "idx"), "--json")
+    assert result.returncode == 3
+    summary = json.loads(result.stdout)
+    assert summary["failed"] == [{"path": str(docs / "zero.pdf"), "reason": "empty file (0 bytes)"}]
+    assert summary["added"] == 2
+    assert f"failed: {docs / 'zero.pdf'}: empty file (0 bytes)" in result.stderr
+
+
+def test_human_output_lists_failures(tmp_path: Path):
+    docs = _docs(tmp_path / "docs")
+    (docs / "notes.xyz").write_text("x")
+    result = rag("ingest", str(docs), "--index", str(tmp_path / "idx"))
+    assert result.returncode == 3
+    assert "2 added" in result.stdout and "failed: " in result.stdout and "unsupported file type '.xyz'" in result.stdout
+
+
+def test_usage_errors_exit_2():
+    assert rag("ingest").returncode == 2
+    assert rag("ingest", "x", "--chunk-size", "10", "--chunk-overlap", "20").returncode == 2
+
+
+def test_a_second_writer_fails_clearly_and_changes_nothing(tmp_path: Path):
+    docs, index_dir = _docs(tmp_path / "docs"), tmp_path / "idx"
+    with WriterLock(index_dir):
+        result = rag("ingest", str(docs), "--index", str(index_dir), "--json")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"error: {index_dir}: another rag ingest (pid {os.getpid()}) is writing this index" in result.stderr
+    assert not (index_dir / "CURRENT").exists()
+
+
+def test_a_second_writer_can_wait_for_the_first(tmp_path: Path):
+    docs, index_dir = _docs(tmp_path / "docs"), tmp_path / "idx"
+    lock = WriterLock(index_dir).__enter__()
+    threading.Timer(2.0, lock.__exit__).start()
+    result = rag("ingest", str(docs), "--index", str(index_dir), "--wait", "60", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["added"] == 2
+
+
+def _pending_rows(index_dir: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{index_dir / 'pending-vectors.sqlite'}?mode=ro", uri=True, timeout=0.1) as db:
+            return db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_kill_9_during_ingest_leaves_the_previous_index_live_and_the_next_run_recovers(tmp_path: Path):
+    docs, index_dir = _docs(tmp_path / "docs"), tmp_path / "idx"
+    assert rag("ingest", str(docs), "--index", str(index_dir)).returncode == 0
+    before = Index.open(index_dir).manifest["counts"]
+    big = tmp_path / "docs" / "big"
+    for n in range(8):  # enough text that embedding takes several seconds
+        pages = [[f"Copy {n}, page {p}. " + " ".join(paragraph for page in ENGLISH_GUIDE for paragraph in page)] for p in range(12)]
+        write_pdf(big / f"guide-{n}.pdf", pages)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen([*RAG, "ingest", str(docs), "--index", str(index_dir), "--json"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _pending_rows(index_dir) == 0 and writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.poll() is None, "ingest finished before it could be killed; give it more to embed"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert any(p.name.startswith("staging-") for p in index_dir.iterdir()), "the crash left its staging folder"
+    survived = Index.open(index_dir)
+    assert survived.manifest["counts"] == before
+    assert len(survived.dense) == before["chunks"] == len(survived.sparse)
+    saved = _pending_rows(index_dir)
+    assert saved > 0
+
+    result = rag("ingest", str(docs), "--index", str(index_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["added"] == 8 and summary["reused_vectors"] >= saved
+    assert summary["embedded"] == summary["chunks"] - summary["reused_vectors"]
+    assert not any(p.name.startswith("staging-") for p in index_dir.iterdir())
+    assert Index.open(index_dir).manifest["counts"]["files"] == before["files"] + 8

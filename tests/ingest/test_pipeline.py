@@ -1,0 +1,242 @@
+"""The ingest pipeline against a real on-disk index: incremental runs, prune, dedup, bad input."""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from examples.make_demo_docs import write_pdf
+from ingest import pipeline
+from ingest.pipeline import Ingestor
+from rag.config import Settings
+from rag.index import EmbedderMismatchError, Index
+from rag.text import BM25Tokenizer
+
+SENTENCES = [f"Sentence number {n} talks about topic{n} and nothing else at all." for n in range(60)]
+
+
+def _docs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "notes.md").write_text("\n\n".join(SENTENCES), encoding="utf-8")
+    (folder / "zh.txt").write_text("晴川气象站每隔四十八秒发送一次数据。保修期为一年。", encoding="utf-8")
+    write_pdf(folder / "guide.pdf", [["The lantern charges in ten hours."], ["Warranty lasts two years."]])
+    return folder
+
+
+def _hits(index_dir: Path, query: str) -> list[tuple[str, int]]:
+    index = Index.open(index_dir)
+    ranked = index.search_bm25(BM25Tokenizer().tokenize(query), 5)
+    return [(Path(c.path).name, c.page) for c in index.chunks([i for i, _ in ranked])]
+
+
+def test_first_run_indexes_everything_with_pages(tmp_path: Path, ingestor: Ingestor):
+    report = ingestor.run([_docs(tmp_path / "docs")])
+    assert (report.added, report.failed, report.exit_code) == (3, [], 0)
+    assert report.pages == 4 and report.chunks == report.embedded > 3
+    assert _hits(ingestor.settings.index_dir, "warranty two years")[0] == ("guide.pdf", 2)
+    assert _hits(ingestor.settings.index_dir, "保修期")[0] == ("zh.txt", 1)
+
+
+def test_second_run_does_no_work_and_keeps_the_generation(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    first = ingestor.run([docs])
+    second = ingestor.run([docs])
+    assert (second.unchanged, second.added, second.updated, second.embedded) == (3, 0, 0, 0)
+    assert second.generation == first.generation
+
+
+def test_touched_but_identical_file_is_not_re_embedded(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    ingestor.run([docs])
+    os.utime(docs / "notes.md", ns=(1, 1))
+    report = ingestor.run([docs])
+    assert (report.unchanged, report.updated, report.embedded) == (3, 0, 0)
+
+
+def test_changed_file_is_replaced_and_only_new_text_is_embedded(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    first = ingestor.run([docs])
+    notes_chunks = len(Index.open(ingestor.settings.index_dir).store.chunk_ids(str(docs / "notes.md")))
+    with (docs / "notes.md").open("a", encoding="utf-8") as fh:
+        fh.write("\n\nA brand new closing paragraph mentions zeppelins.")
+    report = ingestor.run([docs])
+    assert (report.updated, report.unchanged, report.added) == (1, 2, 0)
+    assert 0 < report.embedded < notes_chunks and report.reused_vectors > 0
+    assert report.generation != first.generation
+    assert _hits(ingestor.settings.index_dir, "zeppelins")[0][0] == "notes.md"
+    assert Index.open(ingestor.settings.index_dir).manifest["counts"]["files"] == 3
+
+
+def test_deleted_files_stay_until_prune(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    ingestor.run([docs])
+    (docs / "guide.pdf").unlink()
+    kept = ingestor.run([docs])
+    assert (kept.removed, kept.missing) == (0, 1)
+    assert _hits(ingestor.settings.index_dir, "lantern charges")
+    pruned = ingestor.run([docs], prune=True)
+    assert pruned.removed == 1
+    assert _hits(ingestor.settings.index_dir, "lantern charges") == []
+    index = Index.open(ingestor.settings.index_dir)
+    assert len(index.dense) == index.manifest["counts"]["chunks"] == len(index.sparse)
+
+
+def test_prune_only_touches_files_under_the_given_paths(tmp_path: Path, ingestor: Ingestor):
+    a, b = _docs(tmp_path / "a"), _docs(tmp_path / "b")
+    ingestor.run([a, b])
+    (b / "zh.txt").unlink()
+    report = ingestor.run([a], prune=True)
+    assert report.removed == 0
+    assert report.index["files"] == 6
+
+
+def test_identical_content_under_two_paths_is_embedded_once(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    shutil.copy(docs / "notes.md", docs / "notes-copy.md")
+    first = ingestor.run([docs])
+    index = Index.open(ingestor.settings.index_dir)
+    per_file = {Path(f.path).name: f.chunks for f in index.files()}
+    assert per_file["notes.md"] == per_file["notes-copy.md"] > 1
+    assert first.embedded == first.chunks - per_file["notes.md"]
+    shutil.copy(docs / "guide.pdf", docs / "guide-again.pdf")
+    later = ingestor.run([docs])
+    assert (later.added, later.embedded, later.reused_vectors) == (1, 0, 2)
+
+
+def test_a_file_that_turns_bad_keeps_its_indexed_content(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    ingestor.run([docs])
+    (docs / "guide.pdf").write_bytes(b"%PDF-1.4\n garbage that is not a pdf body")
+    report = ingestor.run([docs])
+    assert [Path(f["path"]).name for f in report.failed] == ["guide.pdf"]
+    assert report.exit_code == 3
+    assert _hits(ingestor.settings.index_dir, "warranty two years")[0] == ("guide.pdf", 2)
+    record = Index.open(ingestor.settings.index_dir).store.file(str(docs / "guide.pdf"))
+    assert record.status == "failed" and "PDF" in record.error and record.chunks == 2
+    again = ingestor.run([docs])
+    assert "unchanged since the last attempt" in again.failed[0]["reason"]
+
+
+def test_bad_files_in_a_folder_are_reported_and_the_rest_is_committed(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    (docs / "empty.pdf").write_bytes(b"")
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n")
+    (docs / "corrupt.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8)
+    (docs / "dangling.md").symlink_to(docs / "does-not-exist.md")
+    (docs / "self-loop.md").symlink_to(docs / "self-loop.md")
+    (docs / "sub").mkdir()
+    (docs / "sub" / "up").symlink_to(docs)
+    report = ingestor.run([docs])
+    reasons = {Path(f["path"]).name: f["reason"] for f in report.failed}
+    assert reasons == {
+        "empty.pdf": "empty file (0 bytes)",
+        "image.png": reasons["image.png"],
+        "corrupt.pdf": reasons["corrupt.pdf"],
+        "dangling.md": "broken symlink: its target does not exist",
+        "self-loop.md": "symlink loop",
+        "up": reasons["up"],
+    }
+    assert reasons["image.png"].startswith("unsupported file type '.png'")
+    assert "PDF" in reasons["corrupt.pdf"]
+    assert reasons["up"].startswith("symlink loop")
+    assert report.added == 3 and report.exit_code == 3
+    assert Index.open(ingestor.settings.index_dir).manifest["counts"]["files"] == 3
+
+
+def test_file_vanishing_between_scan_and_load_is_reported(tmp_path: Path, ingestor: Ingestor, monkeypatch):
+    docs = _docs(tmp_path / "docs")
+    real_scan = pipeline.scan
+
+    def scan_then_delete(paths):
+        found = real_scan(paths)
+        (docs / "zh.txt").unlink()  # another process deletes it while the run is under way
+        return found
+
+    monkeypatch.setattr(pipeline, "scan", scan_then_delete)
+    report = ingestor.run([docs])
+    assert report.failed == [{"path": str(docs / "zh.txt"), "reason": "file vanished during ingest"}]
+    assert report.added == 2
+
+
+@contextmanager
+def file_access_as_nobody():
+    """Root reads anything; as root, check file permissions as 'nobody' (Linux setfsuid, this thread only)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.setfsuid(65534)
+    try:
+        yield
+    finally:
+        libc.setfsuid(0)
+
+
+def test_unreadable_file_is_reported_and_the_rest_ingested(embedder):
+    base = Path(tempfile.mkdtemp(prefix="rag-perm-"))
+    try:
+        base.chmod(0o777)
+        docs = _docs(base / "docs")
+        secret = docs / "secret.md"
+        secret.write_text("hidden", encoding="utf-8")
+        for path in (docs, *docs.iterdir()):
+            path.chmod(0o777 if path.is_dir() else 0o644)
+        secret.chmod(0o000)
+        warm_up = _docs(base / "warm-up")  # loads every lazily imported module while access is unrestricted
+        Ingestor(Settings.resolve({"index_dir": base / "warm-idx"}, env={}), embedder=embedder, progress=False).run([warm_up])
+        (base / "idx").mkdir(mode=0o777)
+        (base / "idx").chmod(0o777)
+        ingestor = Ingestor(Settings.resolve({"index_dir": base / "idx"}, env={}), embedder=embedder, progress=False)
+        with file_access_as_nobody():
+            report = ingestor.run([docs])
+        assert report.failed == [{"path": str(secret), "reason": "permission denied: the file is not readable"}]
+        assert report.added == 3
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_index_built_with_another_embedder_is_refused(tmp_path: Path, ingestor: Ingestor, embedder):
+    docs = _docs(tmp_path / "docs")
+    ingestor.run([docs])
+    before = sorted(p.name for p in ingestor.settings.index_dir.iterdir())
+    other = Settings.resolve({"index_dir": ingestor.settings.index_dir, "embed_model": str(tmp_path / "other-model")}, env={})
+    (docs / "new.md").write_text("new content", encoding="utf-8")
+    with pytest.raises(EmbedderMismatchError, match="built with embedder 'all-MiniLM-L6-v2'"):
+        Ingestor(other, progress=False).run([docs])
+    assert sorted(p.name for p in ingestor.settings.index_dir.iterdir()) == before
+
+
+def test_changing_chunk_settings_rechunks_every_file(tmp_path: Path, embedder):
+    docs = _docs(tmp_path / "docs")
+    index_dir = tmp_path / "index"
+    Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedder=embedder, progress=False).run([docs])
+    small = Settings.resolve({"index_dir": index_dir, "chunk_size": 40, "chunk_overlap": 0}, env={})
+    report = Ingestor(small, embedder=embedder, progress=False).run([docs])
+    assert report.updated == 3
+    assert Index.open(index_dir).manifest["chunker"]["chunk_size"] == 40
+
+
+@pytest.mark.slow
+def test_shared_corpus_is_ingested_with_page_numbers(corpus_index):
+    docs, index_dir, summary = corpus_index
+    assert summary["failed"] == []
+    assert summary["pages"] >= 100 and summary["chunks"] >= 300
+    index = Index.open(index_dir)
+    pdfs = [f for f in index.files() if f.path.endswith(".pdf")]
+    assert len(pdfs) == 9 and all(f.status == "ok" and f.chunks > 0 for f in pdfs)
+    assert _hits(index_dir, "81.1M English-language academic papers spanning many disciplines")[0] == ("acl2020-main-447.pdf", 1)
+    assert ("ucasthesis-template-guide.pdf", 7) in _hits(index_dir, "中国科学院大学学位论文模板使用说明")
+    assert index.manifest["unknown_token_share"] > 0.01
+
+
+@pytest.mark.slow
+def test_shared_corpus_second_run_reads_no_file(corpus_index, embedder, monkeypatch):
+    docs, index_dir, summary = corpus_index
+    monkeypatch.setattr(pipeline, "read_source", lambda path: pytest.fail(f"{path} was read again"))
+    report = Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedder=embedder, progress=False).run([docs])
+    assert (report.unchanged, report.embedded, report.generation) == (11, 0, Index.open(index_dir).generation.name)
