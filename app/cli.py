@@ -58,17 +58,19 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
     Unchanged files are skipped, changed ones replaced; the index changes all at once or not at all.
     Exit status: 0 all ingested, 3 some files failed (the rest committed), 2 usage error, 1 nothing changed.
     """
+    import sqlite3
+
     from ingest.pipeline import Ingestor
     from rag.embed import EmbedderError
-    from rag.index import EmbedderMismatchError, IndexLockedError
+    from rag.index import EmbedderMismatchError, IndexLockedError, IndexNotFoundError
 
     settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     try:
         report = Ingestor(settings, lock_wait=lock_wait).run(list(paths), prune=prune)
-    except (IndexLockedError, EmbedderMismatchError, EmbedderError) as exc:
+    except (IndexLockedError, EmbedderMismatchError, EmbedderError, IndexNotFoundError) as exc:
         _fatal(str(exc))
-    except OSError as exc:
-        _fatal(f"{settings.index_dir}: cannot write the index ({exc}); nothing was changed")
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        _fatal(f"{settings.index_dir}: cannot update the index ({type(exc).__name__}: {exc}); nothing was changed")
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:

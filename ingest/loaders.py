@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -103,7 +102,7 @@ def _load_docx(path: Path, data: bytes) -> list[Page]:
 
     try:
         document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except Exception as exc:  # zipfile, lxml and zlib all raise their own types on damaged files
         raise LoadError(f"corrupt Word file ({type(exc).__name__}: {str(exc)[:120]})") from exc
     paragraphs = [p.text for p in document.paragraphs]
     for table in document.tables:

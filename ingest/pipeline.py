@@ -109,11 +109,12 @@ class Ingestor:
         report.failed.extend({"path": p, "reason": r} for p, r in found.failed)
         with IndexWriter(self.settings.index_dir, self.embedder.spec, lock_wait=self._lock_wait) as writer:
             run = _Run(self, writer, report)
-            for path in tqdm(found.files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr):
+            files = found.files + run.others_to_rechunk(found.files)
+            for path in tqdm(files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr):
                 run.visit(path)
             run.flush()
-            run.forget_missing(found.roots, {str(p) for p in found.files}, prune)
-            if run.dirty:
+            run.forget_missing(found.roots, {str(p) for p in found.files}, [Path(p) for p, _ in found.failed], prune)
+            if writer.changed:
                 writer.commit(
                     {"chunker": self.chunker.describe(), "tokenizer": self.tokenizer.name,
                      "next_chunk_id": run.next_id},
@@ -143,12 +144,10 @@ class _Run:
         self.ingestor = ingestor
         self.writer = writer
         self.report = report
-        self.store = writer.store
         self.queue: list[_Loaded] = []
-        self.dirty = False
         live_chunker = writer.live_manifest.get("chunker")
         self.rechunk = bool(live_chunker) and live_chunker != ingestor.chunker.describe()
-        self.next_id = max(int(writer.live_manifest.get("next_chunk_id", 0)), self.store.next_chunk_id())
+        self.next_id = max(int(writer.live_manifest.get("next_chunk_id", 0)), writer.store.next_chunk_id())
         self.poorly_embedded: list[str] = []
 
     def fail(self, path: str, reason: str) -> None:
@@ -165,7 +164,7 @@ class _Run:
         except OSError as exc:
             self.fail(key, f"cannot access ({exc.strerror})")
             return
-        known = self.store.file(key)
+        known = self.writer.store.file(key)
         if known and not self.rechunk and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             if known.status == "failed":
                 self.report.failed.append({"path": key, "reason": f"{known.error} (unchanged since the last attempt)"})
@@ -181,20 +180,22 @@ class _Run:
         sha = hashlib.sha256(data).hexdigest()
         record = FileRecord(key, sha, stat.st_size, stat.st_mtime_ns)
         if known and known.status == "ok" and known.sha256 == sha and not self.rechunk:
-            self.store.put_file(FileRecord(key, sha, stat.st_size, stat.st_mtime_ns, known.pages, known.chunks))
+            self.writer.put_file(FileRecord(key, sha, stat.st_size, stat.st_mtime_ns, known.pages, known.chunks))
             self.report.unchanged += 1
-            self.dirty = True
             return
-        twin = None if self.rechunk else self.store.indexed_file_with_sha(sha)
+        twin = None if self.rechunk else self.writer.store.indexed_file_with_sha(sha)
         if twin is not None and twin.path != key:
             self._copy_twin(record, twin, is_new=known is None)
             return
         try:
             pages = self.ingestor.chunker.clean(load_file(path, data))
+            chunks = self.ingestor.chunker.split(pages)
         except LoadError as exc:
             self._record_failure(key, known, stat, sha, str(exc))
             return
-        chunks = self.ingestor.chunker.split(pages)
+        except Exception as exc:  # a parser bug on one file must not cost the others
+            self._record_failure(key, known, stat, sha, f"cannot read file ({type(exc).__name__}: {str(exc)[:120]})")
+            return
         if not chunks:
             self._record_failure(key, known, stat, sha, "no text to index after cleaning")
             return
@@ -205,18 +206,17 @@ class _Run:
     def _record_failure(self, key: str, known: FileRecord | None, stat: os.stat_result, sha: str | None, reason: str) -> None:
         """Report the failure; keep whatever the file had in the index before."""
         self.fail(key, reason)
-        self.store.put_file(FileRecord(
+        self.writer.put_file(FileRecord(
             key, sha or "", stat.st_size, stat.st_mtime_ns,
             known.pages if known else 0, known.chunks if known else 0, "failed", reason,
         ))
-        self.dirty = True
 
     def _copy_twin(self, record: FileRecord, twin: FileRecord, is_new: bool) -> None:
-        rows = self.store.chunks_of(twin.path)
+        rows = self.writer.store.chunks_of(twin.path)
         vectors = self.writer.known_vectors([r.text_sha for r in rows])
         copies = [replace(r, id=self._take_id(), path=record.path) for r in rows]
         final = FileRecord(record.path, record.sha256, record.size, record.mtime_ns, twin.pages, len(copies))
-        self.writer.replace_file(final, self.store.pages(twin.path), copies, np.vstack([vectors[r.text_sha] for r in rows]))
+        self.writer.replace_file(final, self.writer.store.pages(twin.path), copies, np.vstack([vectors[r.text_sha] for r in rows]))
         self._count(final, is_new)
         self.report.reused_vectors += len(rows)
 
@@ -231,7 +231,6 @@ class _Run:
             self.report.updated += 1
         self.report.pages += record.pages
         self.report.chunks += record.chunks
-        self.dirty = True
 
     def flush(self) -> None:
         """Embed what the queued files need (reusing known vectors) and stage them."""
@@ -284,16 +283,29 @@ class _Run:
         self.report.embedded += len(order)
         self.report.embed_seconds += time.perf_counter() - started
 
-    def forget_missing(self, roots: list[Path], seen: set[str], prune: bool) -> None:
-        """Files indexed under the scanned roots but gone from disk: removed with ``prune``, else counted."""
-        for record in self.store.files():
-            inside = any(record.path == str(r) or record.path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
-            if not inside or record.path in seen or os.path.lexists(record.path):
+    def others_to_rechunk(self, scanned: list[Path]) -> list[Path]:
+        """With new chunk settings, every indexed file still on disk is re-chunked, not only the scanned ones."""
+        if not self.rechunk:
+            return []
+        seen = {str(p) for p in scanned}
+        return [Path(f.path) for f in self.writer.store.files() if f.path not in seen and os.path.isfile(f.path)]
+
+    def forget_missing(self, roots: list[Path], seen: set[str], unreadable: list[Path], prune: bool) -> None:
+        """Files indexed under the scanned roots but gone from disk: removed with ``prune``, else counted.
+
+        Nothing under a folder that could not be listed counts as gone.
+        """
+        for record in self.writer.store.files():
+            path = Path(record.path)
+            if record.path in seen or not _under(path, roots) or _under(path, unreadable) or os.path.lexists(path):
                 continue
             if prune:
                 self.writer.remove_file(record.path)
                 self.report.removed += 1
-                self.dirty = True
             else:
                 self.report.missing += 1
 
+
+
+def _under(path: Path, folders: list[Path]) -> bool:
+    return any(path == folder or folder in path.parents for folder in folders)

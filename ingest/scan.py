@@ -16,7 +16,8 @@ from typing import Sequence
 
 @dataclass
 class ScanResult:
-    """Files found (absolute, symlinks resolved, each once) and paths that could not be followed."""
+    """Files found (absolute, symlinks resolved, each once), the roots (resolved), and paths that could not
+    be followed, each with its reason."""
 
     files: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -30,7 +31,7 @@ def scan(paths: Sequence[Path]) -> ScanResult:
     seen_files: set[Path] = set()
     for given in paths:
         absolute = Path(os.path.abspath(given))
-        result.roots.append(absolute)
+        result.roots.append(absolute.resolve())
         reason = _unusable(absolute)
         if reason:
             result.failed.append((str(absolute), reason))
@@ -55,9 +56,15 @@ def _unusable(path: Path) -> str | None:
 
 def _add(path: Path, result: ScanResult, seen: set[Path]) -> None:
     real = path.resolve()
+    try:
+        str(real).encode("utf-8")
+    except UnicodeEncodeError:
+        printable = str(real).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        result.failed.append((printable, "file name is not valid UTF-8; rename the file"))
+        return
     if real not in seen:
         seen.add(real)
-        result.files.append(path)
+        result.files.append(real)
 
 
 def _walk(folder: Path, result: ScanResult, seen_files: set[Path], visiting: set[Path]) -> None:

@@ -16,18 +16,18 @@ from typing import Iterable, Sequence
 
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _CJK_CHAR = re.compile(f"[{CJK}]")
-_FULLWIDTH_OR_CJK_PUNCT = re.compile("([\u3000-\u303f\uff00-\uffef]+)")
+_CJK_PUNCT = re.compile("([\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+)")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 _HYPHEN_BREAK = re.compile(r"(?<=[^\W\d_])-\n(?=[a-z])")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK}\u3000-\u303f\uff00-\uffef])[ \t]+(?=[{CJK}\u3000-\u303f\uff00-\uffef])")
-_SPACED_LETTERS = re.compile(r"(?<!\S)(?:[A-Za-z0-9_()\[\]{}.,:=] ){4,}[A-Za-z0-9_()\[\]{}.,:=](?!\S)")
+_SPACED_LETTERS = re.compile(r"(?<!\S)(?:[A-Za-z_()\[\]{}.,:=] ){4,}[A-Za-z_()\[\]{}.,:=](?!\S)")
 _SENTENCE_END = tuple(".!?:;。！？：；…”」』)）")
 _DIGITS = re.compile(r"\d+")
 
 
 def normalise(text: str) -> str:
-    """NFKC (ligatures, compatibility forms) except full-width CJK punctuation, which keeps its form."""
-    parts = _FULLWIDTH_OR_CJK_PUNCT.split(text)
+    """NFKC (ligatures, full-width letters and digits) except CJK punctuation, which keeps its form."""
+    parts = _CJK_PUNCT.split(text)
     return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(parts))
 
 

@@ -27,8 +27,8 @@ class SparseIndex:
 
     @classmethod
     def build(cls, ids: Sequence[int], tokens: Sequence[list[str]]) -> "SparseIndex":
-        if not ids:
-            return cls(None, np.zeros(0, dtype=np.int64))
+        if not any(tokens):
+            return cls(None, np.asarray(ids, dtype=np.int64))
         engine = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
         engine.index(list(tokens), show_progress=False)
         return cls(engine, np.asarray(ids, dtype=np.int64))

@@ -88,10 +88,10 @@ class ChunkStore:
 
     @classmethod
     def create(cls, path: Path) -> "ChunkStore":
-        """Open (creating if needed) a writable store."""
+        """Open (creating if needed) a writable staging store."""
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA journal_mode=DELETE")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA synchronous=OFF")  # a staging copy: publish() fsyncs it before it goes live
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return cls(db)

@@ -26,6 +26,9 @@ class EmbedderMismatchError(RuntimeError):
 class IndexWriter:
     """The one writer of an index folder; nothing it does is visible until :meth:`commit`.
 
+    Reads go to the live generation until the first change, which copies it into a staging folder;
+    a run that changes nothing copies nothing.
+
     Example:
         >>> with IndexWriter(Path("rag-index"), embedder_name="all-MiniLM-L6-v2") as writer:
         ...     writer.remove_file("/docs/old.pdf")
@@ -37,30 +40,32 @@ class IndexWriter:
         self.embedder_name = embedder_name
         self._lock = WriterLock(index_dir, wait=lock_wait)
         self._staging = index_dir / f"staging-{os.getpid()}"
+        self._live: Path | None = None
+        self._staged = False
         self._committed = False
+        self._dense: DenseIndex | None = None
+        self._dense_loaded = False
+        self._removed_ids: list[int] = []
         self.live_manifest: dict[str, Any] = {}
         self.live_name: str | None = None
-        self._dense: DenseIndex | None = None
 
     def __enter__(self) -> "IndexWriter":
         self._lock.__enter__()
         try:
             collect_garbage(self.index_dir)
-            live = live_generation(self.index_dir)
-            self._staging.mkdir()
-            if live is not None:
-                self.live_name = live.name
-                self.live_manifest = read_manifest(live)
+            self._live = live_generation(self.index_dir)
+            if self._live is not None:
+                self.live_name = self._live.name
+                self.live_manifest = read_manifest(self._live)
                 built_with = self.live_manifest.get("embedder", {}).get("name")
                 if built_with and built_with != self.embedder_name:
                     raise EmbedderMismatchError(
                         f"{self.index_dir}: index was built with embedder {built_with!r} but {self.embedder_name!r} "
                         "is configured; use another --index or set RAG_EMBED_MODEL back"
                     )
-                shutil.copyfile(live / CHUNKS, self._staging / CHUNKS)
-                if (live / DENSE).exists():
-                    self._dense = DenseIndex.load(live / DENSE)
-            self.store = ChunkStore.create(self._staging / CHUNKS)
+                self.store = ChunkStore.open_readonly(self._live / CHUNKS)
+            else:
+                self._stage()
             self.pending = PendingVectors(self.index_dir / PENDING, self.embedder_name)
         except BaseException:
             self._abandon()
@@ -78,60 +83,87 @@ class IndexWriter:
             shutil.rmtree(self._staging)
         self._lock.__exit__()
 
-    # vectors ---------------------------------------------------------------------------------
-    def known_vectors(self, text_shas: Sequence[str]) -> dict[str, np.ndarray]:
-        """Vectors already computed for these chunk texts: in the staged index, or pending from an earlier run."""
-        found = self.pending.get(text_shas)
-        for sha in text_shas:
-            if sha not in found and self._dense is not None:
-                chunk_id = self.store.chunk_id_with_text(sha)
-                if chunk_id is not None:
-                    found[sha] = self._dense.vectors([chunk_id])[0]
-        return found
+    def _stage(self) -> ChunkStore:
+        """The writable staging store, created from the live generation on first use."""
+        if not self._staged:
+            self._staging.mkdir()
+            if self._live is not None:
+                self.store.close()
+                shutil.copyfile(self._live / CHUNKS, self._staging / CHUNKS)
+            self.store = ChunkStore.create(self._staging / CHUNKS)
+            self._staged = True
+        return self.store
 
-    def dense(self, dimension: int) -> DenseIndex:
-        if self._dense is None:
-            self._dense = DenseIndex.create(dimension)
-        if self._dense.dimension != dimension:
-            raise EmbedderMismatchError(f"{self.index_dir}: index vectors have {self._dense.dimension} dimensions, embedder gives {dimension}")
+    @property
+    def changed(self) -> bool:
+        return self._staged
+
+    # vectors ---------------------------------------------------------------------------------
+    def _dense_index(self) -> DenseIndex | None:
+        if not self._dense_loaded:
+            if self._live is not None and (self._live / DENSE).exists():
+                self._dense = DenseIndex.load(self._live / DENSE)
+            self._dense_loaded = True
         return self._dense
 
+    def known_vectors(self, text_shas: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed for these chunk texts: in the index, or pending from an earlier run."""
+        found = self.pending.get(text_shas)
+        ids = {sha: self.store.chunk_id_with_text(sha) for sha in text_shas if sha not in found}
+        ids = {sha: chunk_id for sha, chunk_id in ids.items() if chunk_id is not None}
+        dense = self._dense_index()
+        if ids and dense is not None:
+            found.update(zip(ids, dense.vectors(list(ids.values()))))
+        return found
+
+    def _dense_for(self, dimension: int) -> DenseIndex:
+        dense = self._dense_index()
+        if dense is None:
+            dense = self._dense = DenseIndex.create(dimension)
+        if dense.dimension != dimension:
+            raise EmbedderMismatchError(f"{self.index_dir}: index vectors have {dense.dimension} dimensions, embedder gives {dimension}")
+        return dense
+
     # files -------------------------------------------------------------------------------------
+    def put_file(self, record: FileRecord) -> None:
+        """Update a file's record (status, size, mtime) without touching its content."""
+        self._stage().put_file(record)
+
     def replace_file(self, record: FileRecord, pages: Sequence[tuple[int, str]], chunks: Sequence[ChunkRow], vectors: np.ndarray) -> None:
         """Put a file's new content in place of its old one (if any)."""
-        old_ids = self.store.chunk_ids(record.path)
+        store = self._stage()
+        self._removed_ids.extend(store.chunk_ids(record.path))
         if len(chunks):
-            self.dense(vectors.shape[1]).add(np.array([c.id for c in chunks]), vectors)
-        self.store.replace_content(record, pages, chunks)
-        if self._dense is not None:
-            self._dense.remove(old_ids)
+            self._dense_for(vectors.shape[1]).add(np.array([c.id for c in chunks]), vectors)
+        store.replace_content(record, pages, chunks)
 
     def remove_file(self, path: str) -> None:
-        removed = self.store.delete_file(path)
-        if self._dense is not None:
-            self._dense.remove(removed)
+        self._removed_ids.extend(self._stage().delete_file(path))
 
     # publish -------------------------------------------------------------------------------------
     def commit(self, manifest: dict[str, Any], describe_embedder: Callable[[], dict[str, Any]]) -> Path:
         """Build BM25, write FAISS and the manifest, and publish; returns the new generation folder."""
+        store = self._stage()
+        dense = self._dense_index()
+        if dense is not None:
+            dense.remove(self._removed_ids)  # once: each removal rewrites the flat index
+            dense.save(self._staging / DENSE)
         ids, tokens = [], []
-        for chunk_id, chunk_tokens in self.store.all_tokens():
+        for chunk_id, chunk_tokens in store.all_tokens():
             ids.append(chunk_id)
             tokens.append(chunk_tokens)
         SparseIndex.build(ids, tokens).save(self._staging / SPARSE)
-        if self._dense is not None:
-            self._dense.save(self._staging / DENSE)
-        files = self.store.files()
+        files = store.files()
         full_manifest = {
             "format": 1,
             **manifest,
             "embedder": self.live_manifest.get("embedder") or describe_embedder(),
-            "counts": self.store.totals(),
-            "unknown_token_share": round(self.store.unknown_token_share(), 4),
+            "counts": store.totals(),
+            "unknown_token_share": round(store.unknown_token_share(), 4),
             "files": {f.path: {"sha256": f.sha256, "status": f.status} for f in files},
         }
         (self._staging / MANIFEST).write_text(json.dumps(full_manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-        self.store.close()
+        store.close()
         del self.store
         generation = publish(self.index_dir, self._staging)
         self._committed = True

@@ -1,4 +1,5 @@
 """Every loader on real files, and each kind of bad input named with a one-line reason."""
+import zipfile
 from pathlib import Path
 
 import docx
@@ -69,6 +70,18 @@ def _image_only(tmp_path: Path) -> Path:
     return path
 
 
+def _damaged_docx(tmp_path: Path) -> Path:
+    good = tmp_path / "good.docx"
+    document = docx.Document()
+    document.add_paragraph("some words " * 200)
+    document.save(good)
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(tmp_path / "damaged.docx", "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            target.writestr(item, data[: len(data) // 2] if item.filename == "word/document.xml" else data)
+    return tmp_path / "damaged.docx"
+
+
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
@@ -88,6 +101,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
         (lambda t: _write(t, "photo.jpg", b"\xff\xd8\xff"), "unsupported file type '.jpg'"),
         (lambda t: _write(t, "binary.txt", b"ab\x00\x01\x02"), "binary content"),
         (lambda t: _write(t, "broken.docx", b"PK\x03\x04 not really a zip"), "corrupt Word file"),
+        (_damaged_docx, "corrupt Word file"),
         (lambda t: t / "missing.txt", "file vanished during ingest"),
     ],
 )

@@ -240,3 +240,56 @@ def test_shared_corpus_second_run_reads_no_file(corpus_index, embedder, monkeypa
     monkeypatch.setattr(pipeline, "read_source", lambda path: pytest.fail(f"{path} was read again"))
     report = Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedder=embedder, progress=False).run([docs])
     assert (report.unchanged, report.embedded, report.generation) == (11, 0, Index.open(index_dir).generation.name)
+
+
+def test_file_name_that_is_not_utf8_is_reported_not_fatal(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    (docs / os.fsdecode("报告".encode("gbk") + b".txt")).write_text("gbk named file", encoding="utf-8")
+    report = ingestor.run([docs])
+    assert report.added == 3
+    assert [f["reason"] for f in report.failed] == ["file name is not valid UTF-8; rename the file"]
+
+
+def test_text_with_no_bm25_tokens_is_indexed(tmp_path: Path, ingestor: Ingestor):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "stopwords.md").write_text("--- *** the of", encoding="utf-8")
+    report = ingestor.run([docs])
+    assert (report.added, report.failed) == (1, [])
+    assert Index.open(ingestor.settings.index_dir).search_bm25(["the"], 3) == []
+
+
+def test_prune_keeps_files_under_a_folder_that_cannot_be_listed(embedder):
+    base = Path(tempfile.mkdtemp(prefix="rag-prune-"))
+    try:
+        base.chmod(0o777)
+        docs = _docs(base / "docs")
+        locked = docs / "locked"
+        locked.mkdir()
+        (locked / "kept.md").write_text("the locked folder holds quokkas", encoding="utf-8")
+        for path in (docs, locked, *docs.rglob("*")):
+            path.chmod(0o777 if path.is_dir() else 0o644)
+        (base / "idx").mkdir(mode=0o777)
+        (base / "idx").chmod(0o777)
+        settings = Settings.resolve({"index_dir": base / "idx"}, env={})
+        Ingestor(settings, embedder=embedder, progress=False).run([docs])
+        for path in (base / "idx").rglob("*"):  # the second run writes the index as 'nobody' too
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        locked.chmod(0o000)
+        with file_access_as_nobody():
+            report = Ingestor(settings, embedder=embedder, progress=False).run([docs], prune=True)
+        assert report.removed == 0
+        assert [f["reason"] for f in report.failed] == ["permission denied: the folder is not readable"]
+        assert _hits(base / "idx", "quokkas")[0] == ("kept.md", 1)
+    finally:
+        (base / "docs" / "locked").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_new_chunk_settings_rechunk_files_outside_the_scanned_folder(tmp_path: Path, embedder):
+    a, b = _docs(tmp_path / "a"), _docs(tmp_path / "b")
+    index_dir = tmp_path / "index"
+    Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedder=embedder, progress=False).run([a, b])
+    small = Settings.resolve({"index_dir": index_dir, "chunk_size": 40, "chunk_overlap": 0}, env={})
+    report = Ingestor(small, embedder=embedder, progress=False).run([a])
+    assert report.updated == 6

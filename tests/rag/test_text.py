@@ -5,8 +5,9 @@ def test_ligatures_and_compatibility_forms_are_normalised():
     assert clean_text("the ﬁrst ﬀ eﬃcient") == "the first ff efficient"
 
 
-def test_fullwidth_chinese_punctuation_keeps_its_form():
+def test_fullwidth_chinese_punctuation_keeps_its_form_but_fullwidth_letters_do_not():
     assert normalise("你好，世界！") == "你好，世界！"
+    assert normalise("ＡＢＣ１２３，") == "ABC123，"
 
 
 def test_words_hyphenated_across_lines_are_joined_but_real_hyphens_stay():
@@ -21,8 +22,9 @@ def test_nul_and_control_characters_are_stripped():
     assert clean_text("abc\x00def\x07 ghi\x1b") == "abcdef ghi"
 
 
-def test_spaced_out_letters_from_code_listings_are_collapsed():
+def test_spaced_out_letters_from_code_listings_are_collapsed_but_digit_rows_are_not():
     assert clean_text("call d i s t r i b u t e d now") == "call distributed now"
+    assert clean_text("row x 1 0 0 1 1 y") == "row x 1 0 0 1 1 y"
 
 
 def test_visual_lines_are_reflowed_and_paragraph_ends_kept():
