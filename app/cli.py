@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from rag.config import ConfigError, Settings
+from rag.retrieve.retriever import Mode
 
 EXIT_FATAL = 1
 
@@ -88,6 +89,83 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
             click.echo(f"failed: {failure['path']}: {failure['reason']}")
         click.echo(f"index {settings.index_dir}: {s['index']}")
     sys.exit(report.exit_code)
+
+
+def _read_batch(path: Path, key: str) -> list[str]:
+    """One item per line: plain text, or a JSON object carrying it under ``key``."""
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                items.append(str(json.loads(line)[key]))
+            except (ValueError, KeyError) as exc:
+                raise click.BadParameter(f"{path}:{number}: expected a JSON object with {key!r} ({exc})") from exc
+        else:
+            items.append(line)
+    return items
+
+
+def _print_hits(result: Any) -> None:
+    fusion = ""
+    if result.fusion_ran is not None:
+        fusion = f"; fusion {'ran' if result.fusion_ran else 'skipped'} ({result.gate_reason})"
+    click.echo(f"{result.mode.value}: {len(result.hits)} hits in {result.ms:.0f} ms{fusion}")
+    for hit in result.hits:
+        text = " ".join((hit.context or hit.text).split())
+        click.echo(f"[{hit.rank}] {hit.source}  p.{hit.page}  score {hit.score:.3f}  via {', '.join(hit.found_by)}")
+        click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+
+
+@main.command(epilog="Example:  rag search \"How long is the warranty?\" --index ./rag-index --mode fusion -k 5")
+@click.argument("query", required=False)
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]),
+              default="hybrid", show_default=True, help="Retriever: bm25, dense, hybrid (both fused) or fusion (RAG-Fusion).")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Number of passages.")
+@click.option("--queries", "queries_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Run every query in FILE (a line of text, or JSONL with \"text\"); one JSON line out each.")
+@click.option("--path", "paths", multiple=True, help="Only files matching this glob or under this folder (repeatable).")
+@click.option("--lang", "languages", multiple=True, type=click.Choice(["zh", "en"]), help="Only chunks in this language.")
+@click.option("--pages", help="Only these pages, e.g. 3 or 2-5.")
+@click.option("--window", type=click.IntRange(0, 5), default=0, help="Add N neighbouring chunks either side as context.")
+@click.option("--rerank/--no-rerank", default=True, help="Apply the cross-encoder set by RAG_RERANKER (if any).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def search(ctx: click.Context, query: str | None, index_dir: Path | None, mode: str, k: int, queries_file: Path | None,
+           paths: tuple[str, ...], languages: tuple[str, ...], pages: str | None, window: int, rerank: bool,
+           as_json: bool) -> None:
+    """Find the passages that best match QUERY (English or Chinese)."""
+    from rag.retrieve import Filters
+
+    if (query is None) == (queries_file is None):
+        raise click.UsageError("give a QUERY or --queries FILE (not both)", ctx)
+    settings = _settings(ctx, index_dir=index_dir)
+    try:
+        filters = Filters.parse(paths, languages, pages)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param_hint="--pages") from exc
+    queries = [query] if query is not None else _read_batch(queries_file, "text")  # type: ignore[arg-type]
+    retriever = _open_retriever(settings)
+    for text in queries:
+        result = retriever.search(text, mode=mode, k=k, filters=filters or None, rerank=rerank, window=window)
+        if as_json or queries_file is not None:
+            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        else:
+            _print_hits(result)
+
+
+def _open_retriever(settings: Settings) -> Any:
+    from rag.embed import EmbedderError
+    from rag.index import EmbedderMismatchError, IndexNotFoundError
+    from rag.retrieve import Retriever
+
+    try:
+        return Retriever.open(settings.index_dir, settings)
+    except (IndexNotFoundError, EmbedderMismatchError, EmbedderError) as exc:
+        _fatal(str(exc))
 
 
 @main.command(epilog="Example:  rag ui --index ./rag-index --port 8501")

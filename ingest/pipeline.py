@@ -87,7 +87,7 @@ class Ingestor:
     """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, progress: bool | None = None,
-                 lock_wait: float = 0.0, flush_chunks: int = 512) -> None:
+                 lock_wait: float = 0.0, flush_chunks: int = 2048) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings.embed_model, batch_size=settings.embed_batch_size)
         self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
@@ -274,8 +274,8 @@ class _Run:
         order = list(todo)
         embedder = self.ingestor.embedder
         batches = tqdm(total=len(order), desc="embedding", unit="chunk", disable=self.ingestor.progress_disabled(), file=sys.stderr)
-        for offset, batch in embedder.encode_batches([todo[s] for s in order]):
-            batch_shas = order[offset : offset + len(batch)]
+        for positions, batch in embedder.encode_batches([todo[s] for s in order]):
+            batch_shas = [order[i] for i in positions]
             self.writer.pending.put(batch_shas, batch)
             vectors.update(zip(batch_shas, batch))
             batches.update(len(batch))

@@ -91,10 +91,15 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_batches(self, texts: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(offset, vectors)`` batch by batch, so callers can save and report progress."""
-        for offset in range(0, len(texts), self.batch_size):
-            yield offset, self.encode(texts[offset : offset + self.batch_size])
+    def encode_batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Yield ``(positions in texts, vectors)`` batch by batch, so callers can save and report progress.
+
+        Texts are batched longest first, so each batch pads to a similar length.
+        """
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for offset in range(0, len(order), self.batch_size):
+            positions = order[offset : offset + self.batch_size]
+            yield positions, self.encode([texts[i] for i in positions])
 
     def unknown_token_counts(self, texts: Sequence[str]) -> list[tuple[int, int]]:
         """``(tokens, unknown tokens)`` per text under the model's tokenizer, special tokens excluded."""

@@ -97,6 +97,16 @@ def strip_repeated_lines(pages: Sequence[str], edge_lines: int = 2, min_pages: i
     return result
 
 
+LANGUAGES = ("zh", "en")
+CHINESE_SHARE = 0.2
+"""Text whose visible characters are at least this share CJK counts as Chinese."""
+
+
+def language_of(text: str) -> str:
+    """``zh`` or ``en`` (everything that is not mostly CJK)."""
+    return "zh" if cjk_share(text) >= CHINESE_SHARE else "en"
+
+
 def cjk_share(text: str) -> float:
     """Fraction of non-space characters that are CJK."""
     visible = sum(1 for ch in text if not ch.isspace())
@@ -138,6 +148,10 @@ class BM25Tokenizer:
             else:
                 tokens.extend(self._stem(w) for w in self._WORDS.findall(run.lower()) if w not in self._stopwords)
         return tokens
+
+    def content_words(self, text: str) -> list[str]:
+        """Lower-cased non-CJK words without stopwords, unstemmed (for keyword queries)."""
+        return [w for w in self._WORDS.findall(normalise(text).lower()) if w not in self._stopwords]
 
     def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self.tokenize(text) for text in texts]

@@ -55,3 +55,10 @@ def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, s
     settings = Settings.resolve({"index_dir": base / "index"}, env={})
     report = Ingestor(settings, embedder=embedder, progress=False).run([docs])
     return docs, base / "index", report.summary()
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_models import make_cross_encoder
+
+    return make_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))

@@ -48,15 +48,26 @@ class Index:
         rows = self.store.chunks_by_id(ids)
         return [rows[i] for i in ids if i in rows]
 
-    def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        if self.dense is None or not len(self.dense):
+    def search_dense(self, query_vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """``(chunk id, cosine)`` best first; ``allowed`` restricts to those chunk ids."""
+        if self.dense is None or not len(self.dense) or (allowed is not None and not len(allowed)):
             return []
-        scores, ids = self.dense.search(query_vector.reshape(1, -1), k)
+        scores, ids = self.dense.search(query_vector.reshape(1, -1), k, allowed)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
-    def search_bm25(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
-        scores, ids = self.sparse.search(tokens, k)
+    def search_bm25(self, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """``(chunk id, BM25 score)`` best first, positive scores only."""
+        scores, ids = self.sparse.search(tokens, k, allowed)
         return [(int(i), float(s)) for i, s in zip(ids, scores)]
+
+    def search_bm25_weighted(self, weights: dict[str, float], k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        scores, ids = self.sparse.search_weighted(weights, k, allowed)
+        return [(int(i), float(s)) for i, s in zip(ids, scores)]
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """Stored vectors of these chunks (for feedback and near-duplicate checks)."""
+        assert self.dense is not None
+        return self.dense.vectors(ids)
 
     def close(self) -> None:
         self.store.close()

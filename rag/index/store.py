@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-SCHEMA_VERSION = 1
+from rag.text import language_of
+
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files(
     path TEXT PRIMARY KEY,
@@ -36,11 +38,22 @@ CREATE TABLE IF NOT EXISTS chunks(
     text_sha TEXT NOT NULL,
     tokens TEXT NOT NULL,
     n_tokens INTEGER NOT NULL,
-    n_unknown INTEGER NOT NULL
+    n_unknown INTEGER NOT NULL,
+    lang TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE INDEX IF NOT EXISTS chunks_text_sha ON chunks(text_sha);
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older store (copied from the live generation) up to ``SCHEMA_VERSION``."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if version == 1 and "chunks" in tables:  # 1 -> 2: each chunk's language
+        db.create_function("language_of", 1, language_of, deterministic=True)
+        db.execute("ALTER TABLE chunks ADD COLUMN lang TEXT NOT NULL DEFAULT ''")
+        db.execute("UPDATE chunks SET lang = language_of(text)")
 
 
 @dataclass(frozen=True)
@@ -92,9 +105,18 @@ class ChunkStore:
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA journal_mode=DELETE")
         db.execute("PRAGMA synchronous=OFF")  # a staging copy: publish() fsyncs it before it goes live
+        _migrate(db)
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return cls(db)
+
+    @staticmethod
+    def version(path: Path) -> int:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
 
     @classmethod
     def open_readonly(cls, path: Path) -> "ChunkStore":
@@ -102,7 +124,9 @@ class ChunkStore:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"{path}: chunk store schema {version}, this version reads {SCHEMA_VERSION}")
+            raise sqlite3.DatabaseError(
+                f"{path}: chunk store format {version}, this version reads {SCHEMA_VERSION}; run `rag ingest` on the index once to upgrade it"
+            )
         return cls(db)
 
     def close(self) -> None:
@@ -160,9 +184,9 @@ class ChunkStore:
             self._db.execute("DELETE FROM pages WHERE path = ?", (record.path,))
             self._db.executemany("INSERT INTO pages VALUES (?, ?, ?)", ((record.path, n, t) for n, t in pages))
             self._db.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 ((c.id, c.path, c.page, c.start, c.end, c.text, c.text_sha, " ".join(c.tokens), c.n_tokens,
-                  c.n_unknown) for c in chunks),
+                  c.n_unknown, language_of(c.text)) for c in chunks),
             )
             self.put_file(record)
 
@@ -186,6 +210,14 @@ class ChunkStore:
         for chunk_id, tokens in self._db.execute("SELECT id, tokens FROM chunks ORDER BY id"):
             yield chunk_id, tokens.split(" ") if tokens else []
 
+    def chunk_locations(self) -> Iterator[tuple[int, str, int, str]]:
+        """``(id, path, page, language)`` of every chunk."""
+        yield from self._db.execute("SELECT id, path, page, lang FROM chunks ORDER BY id")
+
+    def neighbours(self, chunk: "ChunkRow", window: int) -> list["ChunkRow"]:
+        """The chunk and up to ``window`` chunks either side of it in the same file, in order."""
+        return self._rows("WHERE path = ? AND id BETWEEN ? AND ? ORDER BY id", (chunk.path, chunk.id - window, chunk.id + window))
+
     def totals(self) -> dict[str, int]:
         files, pages = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(pages), 0) FROM files WHERE chunks > 0"
@@ -196,6 +228,11 @@ class ChunkStore:
     def unknown_token_share(self) -> float:
         tokens, unknown = self._db.execute("SELECT COALESCE(SUM(n_tokens), 0), COALESCE(SUM(n_unknown), 0) FROM chunks").fetchone()
         return unknown / tokens if tokens else 0.0
+
+    def unknown_token_share_by_language(self) -> dict[str, float]:
+        """How much of each language's text the embedder maps to [UNK]: how well it can represent it."""
+        rows = self._db.execute("SELECT lang, SUM(n_tokens), SUM(n_unknown) FROM chunks GROUP BY lang")
+        return {lang: round(unknown / tokens, 4) for lang, tokens, unknown in rows if tokens}
 
     def _rows(self, where: str, params: Sequence[object]) -> list[ChunkRow]:
         query = f'SELECT id, path, page, start, "end", text, text_sha, tokens, n_tokens, n_unknown FROM chunks {where}'

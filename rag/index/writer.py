@@ -14,7 +14,7 @@ from rag.index.generations import WriterLock, collect_garbage, live_generation, 
 from rag.index.layout import CHUNKS, DENSE, MANIFEST, SPARSE, read_manifest
 from rag.index.pending import PendingVectors
 from rag.index.sparse import SparseIndex
-from rag.index.store import ChunkRow, ChunkStore, FileRecord
+from rag.index.store import SCHEMA_VERSION, ChunkRow, ChunkStore, FileRecord
 
 PENDING = "pending-vectors.sqlite"
 
@@ -63,7 +63,10 @@ class IndexWriter:
                         f"{self.index_dir}: index was built with embedder {built_with!r} but {self.embedder_name!r} "
                         "is configured; use another --index or set RAG_EMBED_MODEL back"
                     )
-                self.store = ChunkStore.open_readonly(self._live / CHUNKS)
+                if ChunkStore.version(self._live / CHUNKS) == SCHEMA_VERSION:
+                    self.store = ChunkStore.open_readonly(self._live / CHUNKS)
+                else:
+                    self._stage()  # an older format: the staged copy is migrated and published
             else:
                 self._stage()
             self.pending = PendingVectors(self.index_dir / PENDING, self.embedder_name)
@@ -88,7 +91,8 @@ class IndexWriter:
         if not self._staged:
             self._staging.mkdir()
             if self._live is not None:
-                self.store.close()
+                if hasattr(self, "store"):
+                    self.store.close()
                 shutil.copyfile(self._live / CHUNKS, self._staging / CHUNKS)
             self.store = ChunkStore.create(self._staging / CHUNKS)
             self._staged = True
@@ -160,6 +164,7 @@ class IndexWriter:
             "embedder": self.live_manifest.get("embedder") or describe_embedder(),
             "counts": store.totals(),
             "unknown_token_share": round(store.unknown_token_share(), 4),
+            "unknown_token_share_by_language": store.unknown_token_share_by_language(),
             "files": {f.path: {"sha256": f.sha256, "status": f.status} for f in files},
         }
         (self._staging / MANIFEST).write_text(json.dumps(full_manifest, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -131,3 +131,48 @@ def test_kill_9_during_ingest_leaves_the_previous_index_live_and_the_next_run_re
     assert summary["embedded"] == summary["chunks"] - summary["reused_vectors"]
     assert not any(p.name.startswith("staging-") for p in index_dir.iterdir())
     assert Index.open(index_dir).manifest["counts"]["files"] == before["files"] + 8
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("search-cli")
+    docs = _docs(base / "docs")
+    write_pdf(docs / "guide.pdf", [["The lantern charges in ten hours."], ["The warranty lasts two years."]])
+    assert rag("ingest", str(docs), "--index", str(base / "idx")).returncode == 0
+    return base / "idx"
+
+
+def test_search_json_follows_the_contract_in_every_mode(small_index: Path):
+    for mode in ("bm25", "dense", "hybrid", "fusion"):
+        result = rag("search", "How long is the warranty?", "--index", str(small_index), "--mode", mode, "-k", "2", "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert {"query", "mode", "hits", "ms"} <= data.keys() and data["mode"] == mode
+        hit = data["hits"][0]
+        assert {"rank", "chunk_id", "source", "page", "score", "text"} <= hit.keys()
+        assert (Path(hit["source"]).name, hit["page"], hit["rank"]) == ("guide.pdf", 2, 1)
+
+
+def test_search_human_output_shows_source_page_and_provenance(small_index: Path):
+    result = rag("search", "北京", "--index", str(small_index), "--mode", "fusion", "-k", "1")
+    assert result.returncode == 0, result.stderr
+    assert "fusion ran (the embedder cannot fully represent the query)" in result.stdout
+    assert "b.txt  p.1" in result.stdout and "via original/bm25" in result.stdout
+
+
+def test_search_many_queries_prints_one_json_line_each(small_index: Path, tmp_path: Path):
+    queries = tmp_path / "queries.txt"
+    queries.write_text('warranty\n\n{"text": "北京是哪里"}\n', encoding="utf-8")
+    result = rag("search", "--queries", str(queries), "--index", str(small_index), "-k", "1", "--path", "*.txt")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == ["warranty", "北京是哪里"]
+    assert all(h["source"].endswith(".txt") for line in lines for h in line["hits"])
+
+
+def test_search_usage_and_missing_index_errors(tmp_path: Path, small_index: Path):
+    assert rag("search", "--index", str(small_index)).returncode == 2
+    bad_pages = rag("search", "x", "--index", str(small_index), "--pages", "9-1")
+    assert bad_pages.returncode == 2 and "page range '9-1' is empty" in bad_pages.stderr
+    missing = rag("search", "x", "--index", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "no index here yet" in missing.stderr

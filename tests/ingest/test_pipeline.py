@@ -293,3 +293,20 @@ def test_new_chunk_settings_rechunk_files_outside_the_scanned_folder(tmp_path: P
     small = Settings.resolve({"index_dir": index_dir, "chunk_size": 40, "chunk_overlap": 0}, env={})
     report = Ingestor(small, embedder=embedder, progress=False).run([a])
     assert report.updated == 6
+
+
+def test_an_index_in_an_older_format_is_upgraded_by_the_next_ingest(tmp_path: Path, ingestor: Ingestor):
+    import sqlite3
+
+    docs = _docs(tmp_path / "docs")
+    first = ingestor.run([docs])
+    live = ingestor.settings.index_dir / first.generation / "chunks.sqlite"
+    db = sqlite3.connect(live)
+    db.execute("ALTER TABLE chunks DROP COLUMN lang")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    report = ingestor.run([docs])
+    assert report.unchanged == 3 and report.embedded == 0 and report.generation != first.generation
+    index = Index.open(ingestor.settings.index_dir)
+    assert set(index.manifest["unknown_token_share_by_language"]) == {"en", "zh"}

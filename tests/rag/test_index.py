@@ -8,7 +8,7 @@ from rank_bm25 import BM25Okapi
 
 from rag.index.dense import DenseIndex
 from rag.index.generations import CURRENT, WriterLock, collect_garbage, live_generation, publish
-from rag.index.sparse import SparseIndex
+from rag.index.sparse import B, K1, SparseIndex
 from rag.index import IndexLockedError
 from rag.text import BM25Tokenizer
 
@@ -39,11 +39,11 @@ def test_bm25s_engine_ranks_exactly_like_rank_bm25(dataset: str):
     docs, queries = _beir_sample(dataset, 1500, 25)
     doc_tokens = tokenizer.tokenize_many(docs)
     ours = SparseIndex.build(list(range(1000, 1000 + len(docs))), doc_tokens)
-    reference = LuceneBM25(doc_tokens, k1=1.5, b=0.75)
+    reference = LuceneBM25(doc_tokens, k1=K1, b=B)
     compared = 0
     for query in queries:
         tokens = list(dict.fromkeys(tokenizer.tokenize(query)))
-        expected = reference.get_scores(tokens) / 2.5  # rank-bm25 keeps the constant (k1 + 1) factor
+        expected = reference.get_scores(tokens) / (K1 + 1)  # rank-bm25 keeps the constant (k1 + 1) factor
         top = np.argsort(-expected, kind="stable")[:10]
         scores, ids = ours.search(tokens, 10)
         np.testing.assert_allclose(scores, expected[top][: len(scores)], rtol=1e-4)
@@ -105,3 +105,24 @@ def test_writer_lock_is_exclusive_and_names_the_holder(tmp_path: Path):
                 pass
     with WriterLock(tmp_path, wait=0):
         pass
+
+
+def test_a_version_1_store_is_migrated_when_staged(tmp_path: Path):
+    import sqlite3
+
+    from rag.index.store import ChunkRow, ChunkStore, FileRecord
+
+    store = ChunkStore.create(tmp_path / "chunks.sqlite")
+    rows = [ChunkRow(0, "/a.md", 1, 0, 4, "中文段落", "s0", ("中文",), 4, 3), ChunkRow(1, "/a.md", 1, 5, 9, "text", "s1", ("text",), 1, 0)]
+    store.replace_content(FileRecord("/a.md", "x", 1, 1, 1, 2), [(1, "中文段落 text")], rows)
+    store.close()
+    db = sqlite3.connect(tmp_path / "chunks.sqlite")
+    db.execute("ALTER TABLE chunks DROP COLUMN lang")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with pytest.raises(sqlite3.DatabaseError, match="run `rag ingest` on the index once to upgrade it"):
+        ChunkStore.open_readonly(tmp_path / "chunks.sqlite")
+    migrated = ChunkStore.create(tmp_path / "chunks.sqlite")
+    assert [lang for _, _, _, lang in migrated.chunk_locations()] == ["zh", "en"]
+    assert migrated.unknown_token_share_by_language() == {"zh": 0.75, "en": 0.0}

@@ -1,0 +1,128 @@
+"""Hybrid search latency at N chunks: ours against LangChain's EnsembleRetriever, same data, same script.
+
+    .venv/bin/pip install -e '.[bench]'
+    PYTHONPATH=. .venv/bin/python bench/hybrid_latency.py [N=100000] [QUERIES=100]
+
+Passages are real text: overlapping two-sentence windows of the SciFact, RGB-zh and CMRC2018 corpora
+(English and Chinese), cycled until there are N. Both systems get the same vectors per passage: random
+unit vectors, since an exact (flat) search costs the same whatever the values, and embedding 100k
+passages would take an hour on this machine. Queries are real SciFact and RGB-zh questions, embedded
+by the packaged MiniLM in both systems. The baseline is EnsembleRetriever(BM25Retriever, FAISS
+retriever), weights 0.5/0.5, k=10, with our tokenizer as BM25Retriever's preprocess function so both
+see the same tokens. Prints p50/p95 per system and the ratio.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rag.embed import Embedder
+from rag.index import ChunkRow, FileRecord, Index, IndexWriter
+from rag.retrieve import Mode, Retriever
+from rag.text import BM25Tokenizer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
+_SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")
+
+
+def passages(n: int) -> list[str]:
+    windows: list[str] = []
+    for name in ("scifact", "rgb_zh", "cmrc2018"):
+        with (SHARED / name / "corpus.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                sentences = [s for s in _SENTENCE.split(json.loads(line)["text"]) if s.strip()]
+                windows.extend(" ".join(sentences[i : i + 2]) for i in range(0, max(1, len(sentences) - 1)))
+    return [windows[i % len(windows)] + ("" if i < len(windows) else f" (copy {i // len(windows)})") for i in range(n)]
+
+
+def queries(n: int) -> list[str]:
+    texts = []
+    for name in ("scifact", "rgb_zh"):
+        with (SHARED / name / "queries.jsonl").open(encoding="utf-8") as fh:
+            texts.extend(json.loads(line)["text"] for _, line in zip(range(n // 2), fh))
+    return texts
+
+
+def build_ours(folder: Path, texts: list[str], vectors: np.ndarray, tokenizer: BM25Tokenizer) -> Path:
+    with IndexWriter(folder, "all-MiniLM-L6-v2") as writer:
+        per_file = 1000
+        for start in range(0, len(texts), per_file):
+            part = texts[start : start + per_file]
+            path = f"/bench/file-{start // per_file:05d}.txt"
+            rows = [ChunkRow(start + i, path, 1, 0, len(t), t, f"{start + i:064x}", tuple(tokenizer.tokenize(t)), 1, 0)
+                    for i, t in enumerate(part)]
+            writer.replace_file(FileRecord(path, f"{start:064x}", 0, 0, 1, len(rows)), [(1, "")], rows,
+                                vectors[start : start + len(part)])
+        writer.commit({"chunker": {}, "next_chunk_id": len(texts)},
+                      describe_embedder=lambda: {"name": "all-MiniLM-L6-v2", "dimension": 384, "normalize": True})
+    return folder
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
+
+
+def main(n: int, n_queries: int) -> None:
+    from langchain_classic.retrievers import EnsembleRetriever
+    from langchain_community.retrievers import BM25Retriever
+    from langchain_community.vectorstores import FAISS
+    from langchain_core.embeddings import Embeddings
+
+    texts, questions = passages(n), queries(n_queries)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    tokenizer, embedder = BM25Tokenizer(), Embedder()
+    embedder.encode(["warm up"])
+
+    class MiniLM(Embeddings):
+        def embed_documents(self, docs: list[str]) -> list[list[float]]:
+            return embedder.encode(docs).tolist()
+
+        def embed_query(self, text: str) -> list[float]:
+            return embedder.encode([text])[0].tolist()
+
+    work = Path(tempfile.mkdtemp(prefix="rag-latency-"))
+    try:
+        started = time.perf_counter()
+        ours = Retriever(Index.open(build_ours(work / "index", texts, vectors, tokenizer)), embedder, tokenizer)
+        build_ours_s = time.perf_counter() - started
+        started = time.perf_counter()
+        bm25 = BM25Retriever.from_texts(texts, preprocess_func=tokenizer.tokenize, k=10)
+        store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), MiniLM())
+        ensemble = EnsembleRetriever(retrievers=[bm25, store.as_retriever(search_kwargs={"k": 10})], weights=[0.5, 0.5])
+        build_theirs_s = time.perf_counter() - started
+        for question in questions[:3]:  # warm both
+            ours.search(question, mode=Mode.HYBRID, k=10)
+            ensemble.invoke(question)
+        ours_ms, theirs_ms = [], []
+        for question in questions:
+            started = time.perf_counter()
+            ours.search(question, mode=Mode.HYBRID, k=10)
+            ours_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            ensemble.invoke(question)
+            theirs_ms.append((time.perf_counter() - started) * 1000)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (o50, o95), (t50, t95) = percentiles(ours_ms), percentiles(theirs_ms)
+    print(json.dumps({
+        "chunks": n, "queries": len(questions),
+        "ours_hybrid_p50_ms": round(o50, 2), "ours_hybrid_p95_ms": round(o95, 2),
+        "langchain_ensemble_p50_ms": round(t50, 2), "langchain_ensemble_p95_ms": round(t95, 2),
+        "p50_ratio_langchain_over_ours": round(t50 / o50, 1),
+        "build_seconds": {"ours": round(build_ours_s, 1), "langchain": round(build_theirs_s, 1)},
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, int(sys.argv[2]) if len(sys.argv) > 2 else 100)

@@ -1,0 +1,177 @@
+"""Retrieval on a real index of the demo documents plus a few test files."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from langchain_core.runnables import RunnableLambda
+
+from examples.make_demo_docs import main as make_demo_docs
+from ingest.pipeline import Ingestor
+from rag.config import Settings
+from rag.index import EmbedderMismatchError, Index
+from rag.retrieve import Filters, FusionMethod, Mode, Retriever, RetrieverConfig
+from rag.retrieve.langchain import LangChainRetriever
+from rag.retrieve.rerank import Reranker
+from rag.text import language_of
+
+ROOT = Path(__file__).resolve().parents[2]
+DUPLICATED = "The quokka is a small marsupial that lives on Rottnest Island near Perth."
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    base = tmp_path_factory.mktemp("retrieval")
+    docs = base / "docs"
+    shutil.copytree(ROOT / "examples" / "docs", docs, ignore=shutil.ignore_patterns("*.pdf"))
+    make_demo_docs(str(docs))
+    (docs / "animals").mkdir()
+    (docs / "animals" / "quokka.md").write_text(DUPLICATED, encoding="utf-8")
+    (docs / "animals" / "quokka-copy.txt").write_text(DUPLICATED + " ", encoding="utf-8")
+    (docs / "long.md").write_text("\n\n".join(f"Paragraph {n} describes item{n} in detail." for n in range(80)), encoding="utf-8")
+    Ingestor(Settings.resolve({"index_dir": base / "index", "chunk_size": 60, "chunk_overlap": 0}, env={}),
+             embedder=embedder, progress=False).run([docs])
+    return base / "index"
+
+
+@pytest.fixture(scope="module")
+def retriever(index_dir: Path, embedder) -> Retriever:
+    return Retriever(Index.open(index_dir), embedder)
+
+
+def _top(result) -> tuple[str, int]:
+    return Path(result.hits[0].source).name, result.hits[0].page
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_every_mode_finds_the_english_answer(retriever: Retriever, mode: Mode):
+    result = retriever.search("How long does a full charge from the sun take?", mode=mode, k=3)
+    assert _top(result) == ("lumen-l2-guide.pdf", 2)
+    assert result.mode is mode and result.ms > 0
+
+
+@pytest.mark.parametrize("mode", [Mode.BM25, Mode.HYBRID, Mode.FUSION])
+def test_chinese_questions_are_answered_by_bm25_based_modes(retriever: Retriever, mode: Mode):
+    result = retriever.search("室外传感器应该安装在什么位置？", mode=mode, k=3)
+    assert _top(result) == ("晴川-w3-说明书.pdf", 2)
+
+
+def test_dense_weight_follows_how_much_of_the_query_the_embedder_knows(retriever: Retriever):
+    assert retriever.dense_weight_for("How long is the warranty?") == 1.0
+    assert retriever.dense_weight_for("室外传感器应该安装在什么位置") == 0.0
+    mixed = retriever.dense_weight_for("Lumen 太阳能灯 warranty")
+    assert 0.0 <= mixed < 1.0
+
+
+def test_hybrid_for_a_query_the_embedder_cannot_read_is_bm25(retriever: Retriever):
+    query = "保修期多长"
+    hybrid = retriever.search(query, mode=Mode.HYBRID, k=5)
+    bm25 = retriever.search(query, mode=Mode.BM25, k=5)
+    assert hybrid.dense_weight == 0.0
+    assert [h.chunk.id for h in hybrid.hits] == [h.chunk.id for h in bm25.hits]
+    assert all(h.found_by == ["original/bm25"] for h in hybrid.hits)
+
+
+def test_fusion_gate_skips_variants_when_dense_and_bm25_agree(index_dir: Path, embedder):
+    always_agree = Retriever(Index.open(index_dir), embedder, config=RetrieverConfig(gate_agreement=0.0))
+    result = always_agree.search("warranty of the lantern", mode=Mode.FUSION, k=3)
+    assert result.fusion_ran is False and result.variants == []
+    hybrid = always_agree.search("warranty of the lantern", mode=Mode.HYBRID, k=3)
+    assert [h.chunk.id for h in result.hits] == [h.chunk.id for h in hybrid.hits]
+
+
+def test_fusion_gate_runs_variants_when_unsure_and_reports_provenance(index_dir: Path, embedder):
+    never_agree = Retriever(Index.open(index_dir), embedder, config=RetrieverConfig(gate_agreement=1.01))
+    result = never_agree.search("warranty of the lantern", mode=Mode.FUSION, k=3)
+    assert result.fusion_ran is True and "agree on" in result.gate_reason
+    assert [v.name for v in result.variants] == ["keywords", "feedback"]
+    assert result.variants[0].text == "warranty lantern"
+    sources = {key for hit in result.hits for key in hit.found_by}
+    assert {"original/bm25", "original/dense", "feedback/bm25"} <= sources
+
+
+def test_fusion_runs_for_queries_the_embedder_cannot_represent(retriever: Retriever):
+    result = retriever.search("保修期多长", mode=Mode.FUSION, k=3)
+    assert result.fusion_ran is True and result.gate_reason == "the embedder cannot fully represent the query"
+    assert _top(result) == ("晴川-w3-说明书.pdf", 3)
+
+
+def test_llm_rewrites_join_the_fusion(index_dir: Path, embedder):
+    def rewriter(query: str, n: int) -> list[str]:
+        return ["quokka marsupial island"]
+
+    retriever = Retriever(Index.open(index_dir), embedder, config=RetrieverConfig(gate=False), rewriter=rewriter)
+    result = retriever.search("what animal lives near Perth", mode=Mode.FUSION, k=2)
+    assert "rewrite-1" in [v.name for v in result.variants]
+    assert any("rewrite-1/bm25" in hit.found_by for hit in result.hits)
+
+
+def test_filters_restrict_paths_languages_and_pages(retriever: Retriever):
+    only_pdf = retriever.search("warranty", mode=Mode.HYBRID, k=10, filters=Filters.parse(paths=["*.pdf"]))
+    assert only_pdf.hits and all(h.source.endswith(".pdf") for h in only_pdf.hits)
+    folder = str(next(Path(f.path).parent for f in retriever.index.files() if f.path.endswith("long.md")) / "animals")
+    in_folder = retriever.search("warranty", mode=Mode.HYBRID, k=10, filters=Filters.parse(paths=[folder]))
+    assert in_folder.hits and all("/animals/" in h.source for h in in_folder.hits)
+    chinese = retriever.search("battery 电池", mode=Mode.HYBRID, k=10, filters=Filters.parse(languages=["zh"]))
+    assert chinese.hits and all(language_of(h.text) == "zh" for h in chinese.hits)
+    page_two = retriever.search("warranty battery", mode=Mode.FUSION, k=10, filters=Filters.parse(pages="2-2"))
+    assert page_two.hits and all(h.page == 2 for h in page_two.hits)
+    nothing = retriever.search("warranty", mode=Mode.HYBRID, k=10, filters=Filters.parse(paths=["*.docx"]))
+    assert nothing.hits == []
+
+
+@pytest.mark.parametrize("kwargs, message", [({"languages": ["fr"]}, "unknown language 'fr'"),
+                                             ({"pages": "x"}, "is not N or N-M"), ({"pages": "4-2"}, "is empty")])
+def test_bad_filters_are_explained(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Filters.parse(**kwargs)
+
+
+def test_near_identical_chunks_are_reported_once(index_dir: Path, embedder):
+    deduplicating = Retriever(Index.open(index_dir), embedder)
+    result = deduplicating.search("quokka marsupial Rottnest", mode=Mode.BM25, k=5)
+    quokkas = [h for h in result.hits if "quokka" in h.text]
+    assert len(quokkas) == 1 and result.duplicates_dropped >= 1
+    keeping = Retriever(Index.open(index_dir), embedder, config=RetrieverConfig(dedup=False))
+    assert len([h for h in keeping.search("quokka marsupial Rottnest", mode=Mode.BM25, k=5).hits if "quokka" in h.text]) == 2
+
+
+def test_context_window_adds_neighbouring_chunks(retriever: Retriever):
+    hit = retriever.search("item40", mode=Mode.BM25, k=1, window=1).hits[0]
+    assert "item40" in hit.text
+    assert "item39" in hit.context or "item41" in hit.context
+    assert len(hit.context) > len(hit.text)
+
+
+def test_score_fusion_methods_are_selectable(index_dir: Path, embedder):
+    for method in FusionMethod:
+        retriever = Retriever(Index.open(index_dir), embedder, config=RetrieverConfig(fusion=method))
+        assert _top(retriever.search("How long does a full charge from the sun take?", mode=Mode.HYBRID, k=1)) == ("lumen-l2-guide.pdf", 2)
+
+
+def test_cross_encoder_reranks_the_candidates(index_dir: Path, embedder, tiny_cross_encoder: Path):
+    reranker = Reranker(str(tiny_cross_encoder))
+    retriever = Retriever(Index.open(index_dir), embedder, reranker=reranker)
+    query = "How long is the warranty?"
+    result = retriever.search(query, mode=Mode.HYBRID, k=4)
+    expected = reranker.scores(query, [h.text for h in result.hits])
+    assert [h.score for h in result.hits] == pytest.approx(expected)
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    assert all({"fused", "rerank"} <= h.scores.keys() for h in result.hits)
+    plain = retriever.search(query, mode=Mode.HYBRID, k=4, rerank=False)
+    assert all("rerank" not in h.scores for h in plain.hits)
+
+
+def test_queries_must_use_the_index_embedder(index_dir: Path):
+    with pytest.raises(EmbedderMismatchError, match="queries must use the index's embedder"):
+        Retriever.open(index_dir, Settings.resolve({"embed_model": "/models/other"}, env={}))
+
+
+def test_langchain_adapter_works_in_a_runnable_chain(retriever: Retriever):
+    adapter = LangChainRetriever(retriever=retriever, mode=Mode.HYBRID, k=2)
+    chain = adapter | RunnableLambda(lambda docs: [(Path(d.metadata["source"]).name, d.metadata["page"]) for d in docs])
+    assert chain.invoke("How long does a full charge from the sun take?")[0] == ("lumen-l2-guide.pdf", 2)
+    documents = adapter.invoke("保修期多长")
+    assert documents[0].metadata["found_by"] == ["original/bm25"] and "保修" in documents[0].page_content
