@@ -1,6 +1,7 @@
 """Reading the index: open the live generation once and query it; never waits on a writer."""
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,12 @@ class Index:
     def __init__(self, generation: Path) -> None:
         self.generation = generation
         self.manifest: dict[str, Any] = read_manifest(generation)
-        self.store = ChunkStore.open_readonly(generation / CHUNKS)
-        self.sparse = SparseIndex.load(generation / SPARSE)
-        self.dense = DenseIndex.load(generation / DENSE) if (generation / DENSE).exists() else None
+        try:
+            self.store = ChunkStore.open_readonly(generation / CHUNKS)
+            self.sparse = SparseIndex.load(generation / SPARSE)
+            self.dense = DenseIndex.load(generation / DENSE) if (generation / DENSE).exists() else None
+        except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:
+            raise IndexNotFoundError(f"{generation}: cannot open the index ({exc})") from exc
 
     @classmethod
     def open(cls, index_dir: Path) -> "Index":

@@ -14,7 +14,7 @@ from examples.make_demo_docs import write_pdf
 from ingest import pipeline
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.index import EmbedderMismatchError, Index
+from rag.index import EmbedderMismatchError, Index, IndexNotFoundError
 from rag.text import BM25Tokenizer
 
 SENTENCES = [f"Sentence number {n} talks about topic{n} and nothing else at all." for n in range(60)]
@@ -306,6 +306,8 @@ def test_an_index_in_an_older_format_is_upgraded_by_the_next_ingest(tmp_path: Pa
     db.execute("PRAGMA user_version=1")
     db.commit()
     db.close()
+    with pytest.raises(IndexNotFoundError, match="run `rag ingest` on the index once to upgrade it"):
+        Index.open(ingestor.settings.index_dir)
     report = ingestor.run([docs])
     assert report.unchanged == 3 and report.embedded == 0 and report.generation != first.generation
     index = Index.open(ingestor.settings.index_dir)
