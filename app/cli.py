@@ -157,6 +157,61 @@ def search(ctx: click.Context, query: str | None, index_dir: Path | None, mode: 
             _print_hits(result)
 
 
+@main.command(epilog="Example:  rag ask \"How long is the warranty?\" --index ./rag-index --llm openai:http://127.0.0.1:8000/v1#qwen2")
+@click.argument("question", required=False)
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
+@click.option("--llm", help="extractive (default) | hf:MODEL_DIR | openai:BASE_URL#MODEL [env RAG_LLM].")
+@click.option("--adapter", help="A LoRA adapter folder for an hf: model [env RAG_ADAPTER].")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default="fusion", show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="Passages given to the model.")
+@click.option("--questions", "questions_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Answer every question in FILE (a line of text, or JSONL with \"question\"); one JSON line out each.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.pass_context
+def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: str | None, adapter: str | None,
+        mode: str, k: int, questions_file: Path | None, as_json: bool) -> None:
+    """Answer QUESTION from your documents, citing file and page; says so when they do not hold the answer."""
+    from rag.generate.base import GenerationError
+    from rag.generate.factory import make_generator
+    from rag.pipeline import Answer, AnswerPipeline
+
+    if (question is None) == (questions_file is None):
+        raise click.UsageError("give a QUESTION or --questions FILE (not both)", ctx)
+    settings = _settings(ctx, index_dir=index_dir, llm=llm, adapter=adapter)
+    retriever = _open_retriever(settings)
+    try:
+        generator = make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
+                                   dense_weight=retriever.dense_weight_for)
+    except GenerationError as exc:
+        _fatal(str(exc))
+    pipeline = AnswerPipeline(retriever, generator, mode=Mode(mode), k=k)
+    questions = [question] if question is not None else _read_batch(questions_file, "question")  # type: ignore[arg-type]
+    streaming = not (as_json or questions_file is not None)
+    for text in questions:
+        try:
+            for item in pipeline.stream(text):
+                if isinstance(item, Answer):
+                    answer = item
+                elif streaming:
+                    click.echo(item, nl=False)
+        except GenerationError as exc:
+            _fatal(str(exc))
+        if not streaming:
+            click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
+            continue
+        click.echo()
+        if answer.refused:
+            click.echo("\nNearest passages:")
+            for p in answer.passages[:3]:
+                click.echo(f"  {p.source}  p.{p.page}: {' '.join(p.text.split())[:200]}")
+            continue
+        click.echo("\nSources:")
+        for c in answer.citations:
+            click.echo(f"  [{c.n}] {c.source}  p.{c.page}: \"{' '.join(c.quote.split())[:200]}\"")
+        for sentence in answer.unsupported:
+            click.echo(f"  (not supported by its sources: {sentence})")
+
+
 def _open_retriever(settings: Settings) -> Any:
     from rag.embed import EmbedderError
     from rag.index import EmbedderMismatchError, IndexNotFoundError

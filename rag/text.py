@@ -163,4 +163,7 @@ _ENGLISH_STOPWORDS = frozenset(
     "had do does did which who whom what when where why how all any both each few more most other some "
     "than too very can s t just should now".split()
 )
-_CHINESE_STOPWORDS = frozenset("的 了 是 在 和 与 及 或 也 就 都 而 之 其 这 那 个 着 把 被 对 于 为 以 中 上 下".split())
+_CHINESE_STOPWORDS = frozenset(
+    "的 了 是 在 和 与 及 或 也 就 都 而 之 其 这 那 个 着 把 被 对 于 为 以 中 上 下 "
+    "吗 呢 吧 多久 多少 多长 多大 几 哪 哪些 哪个 哪里 什么 怎么 怎样 如何 为什么 是否 能否 谁 何时".split()
+)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -53,6 +54,19 @@ class SparseIndex:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def idf(self, tokens: Sequence[str]) -> dict[str, float]:
+        """Lucene idf of each token (unknown tokens get the idf of a term found nowhere)."""
+        n = len(self._ids)
+        if self._engine is None:
+            return {t: math.log(1 + (n + 0.5) / 0.5) for t in tokens}
+        indptr = self._engine.scores["indptr"]
+        vocab = self._engine.vocab_dict
+        result = {}
+        for token in tokens:
+            df = int(indptr[vocab[token] + 1] - indptr[vocab[token]]) if token in vocab else 0
+            result[token] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return result
 
     def search(self, tokens: Sequence[str], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, chunk ids)`` of the best ``k`` chunks with a positive score, best first.

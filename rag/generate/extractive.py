@@ -1,0 +1,100 @@
+"""The extractive backend: the passages' own sentences that best answer the question, each cited.
+
+Example:
+    >>> generator = ExtractiveGenerator(Embedder(), BM25Tokenizer())
+    >>> "".join(generator.stream(GenerationRequest("How long is the warranty?", [Passage(1, "g.pdf", 3, "The warranty lasts two years. It is blue.")])))
+    'The warranty lasts two years. [1]'
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from rag.embed import Embedder
+from rag.generate.base import GenerationRequest
+from rag.text import BM25Tokenizer
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；])|(?<=[.;])\s+(?=[\"“(\[A-Z0-9])|\n+")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and len(s.strip()) > 1]
+
+
+def _is_heading(text: str) -> bool:
+    """A short line without closing punctuation: a title or label, not an answer."""
+    return len(text) < 40 and not text.rstrip(" )]）】").endswith(tuple(".!?;。！？；"))
+
+
+@dataclass
+class _Sentence:
+    passage: int
+    position: int
+    text: str
+    tokens: set[str]
+
+
+class ExtractiveGenerator:
+    """Picks up to ``max_sentences`` sentences by relevance (embedding similarity, weighted by how well
+    the embedder reads the question, plus the share of the question's words they contain) with MMR
+    against repetition, then prints them passage by passage in document order, each with its [n].
+
+    It never follows instructions inside documents: it only copies sentences out of them.
+    """
+
+    name = "extractive"
+    context_window = 100_000
+
+    def __init__(self, embedder: Embedder, tokenizer: BM25Tokenizer, max_sentences: int = 4,
+                 diversity: float = 0.3, dense_weight: Callable[[str], float] | None = None) -> None:
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self.max_sentences = max_sentences
+        self.diversity = diversity
+        self._dense_weight = dense_weight
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def complete(self, messages: list[dict[str, str]], max_new_tokens: int = 128) -> str:
+        raise NotImplementedError("the extractive backend selects sentences; it does not write text")
+
+    def select(self, question: str, passages) -> list[_Sentence]:  # type: ignore[no-untyped-def]
+        sentences = [
+            _Sentence(p.n, i, s, set(self.tokenizer.tokenize(s)))
+            for p in passages for i, s in enumerate(split_sentences(p.text))
+        ]
+        sentences = [s for s in sentences if len(s.tokens) >= 3 and not _is_heading(s.text)]
+        if not sentences:
+            return []
+        query_tokens = set(self.tokenizer.tokenize(question))
+        overlap = np.array([len(s.tokens & query_tokens) / max(1, len(query_tokens)) for s in sentences])
+        weight = self._dense_weight(question) if self._dense_weight else 1.0
+        vectors = self.embedder.encode([question] + [s.text for s in sentences])
+        similarity = vectors[1:] @ vectors[0]
+        relevance = overlap + weight * similarity
+        rank_prior = np.array([1.0 / (1 + 0.1 * (s.passage - 1)) for s in sentences])
+        relevance = relevance * rank_prior
+        sentence_vectors = vectors[1:]
+        chosen: list[int] = []
+        while len(chosen) < min(self.max_sentences, len(sentences)):
+            redundancy = (sentence_vectors @ sentence_vectors[chosen].T).max(axis=1) if chosen else 0
+            mmr = (1 - self.diversity) * relevance - self.diversity * redundancy
+            if chosen:
+                mmr[chosen] = -np.inf
+            best = int(np.argmax(mmr))
+            if relevance[best] <= 0 or (chosen and relevance[best] < 0.6 * relevance[chosen[0]]):
+                break
+            chosen.append(best)
+        picked = [sentences[i] for i in chosen]
+        order = {p: rank for rank, p in enumerate(dict.fromkeys(s.passage for s in picked))}
+        return sorted(picked, key=lambda s: (order[s.passage], s.position))
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        for i, sentence in enumerate(self.select(request.question, request.passages)):
+            if request.stop.is_set():
+                return
+            yield f"{' ' if i else ''}{sentence.text} [{sentence.passage}]"

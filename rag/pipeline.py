@@ -1,0 +1,190 @@
+"""Question in, grounded answer out: retrieve, decide whether the evidence suffices, generate, check.
+
+Example:
+    >>> pipeline = AnswerPipeline(Retriever.open(Path("rag-index"), settings), ExtractiveGenerator(...))
+    >>> answer = pipeline.answer("How long is the warranty?")
+    >>> answer.text, [(c.n, c.page) for c in answer.citations], answer.grounded
+    ('The Lumen L2 has a two-year warranty ... [1]', [(1, 3)], True)
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from rag.generate.base import GenerationError, GenerationRequest, Generator
+from rag.generate.citations import CitationCheck, check_citations
+from rag.generate.extractive import ExtractiveGenerator, split_sentences
+from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, not_found
+from rag.retrieve import Mode, RetrievalResult, Retriever
+from rag.retrieve.variants import KeywordExtractor
+from rag.text import language_of
+
+MIN_EVIDENCE = 0.50
+"""Abstain below this evidence score (see :meth:`AnswerPipeline.evidence`). Calibrated on
+../shared/eval by bench/calibrate_abstention.py: answers 87% of answerable and refuses 93% of
+off-topic questions (README)."""
+
+_FOLLOW_UP = re.compile(
+    r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|what about|and)\b|它|他|她|这|那|其|该|还有",
+    re.IGNORECASE,
+)
+
+Turn = tuple[str, str]
+"""A past exchange: (question, answer)."""
+
+
+@dataclass
+class Citation:
+    n: int
+    chunk_id: int
+    source: str
+    page: int
+    quote: str
+
+
+@dataclass
+class Answer:
+    """The answer with its citations; ``refused`` when the documents did not hold enough evidence."""
+
+    question: str
+    text: str
+    citations: list[Citation]
+    grounded: bool
+    refused: bool
+    passages: list[Passage]
+    ms: float
+    standalone_question: str
+    evidence: float
+    unsupported: list[str] = field(default_factory=list)
+    retrieval: RetrievalResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "question": self.question, "answer": self.text,
+            "citations": [c.__dict__ for c in self.citations], "grounded": self.grounded,
+            "ms": round(self.ms, 1), "refused": self.refused, "evidence": round(self.evidence, 3),
+            "unsupported": self.unsupported, "standalone_question": self.standalone_question,
+        }
+        if self.refused:
+            data["nearest"] = [{"n": p.n, "source": p.source, "page": p.page, "quote": p.text[:300]} for p in self.passages]
+        return data
+
+
+class AnswerPipeline:
+    """Retrieval plus a generator, with abstention, citation checking and follow-up rewriting.
+
+    ``stream`` yields answer text as it is produced and then, last, the :class:`Answer`.
+    """
+
+    def __init__(self, retriever: Retriever, generator: Generator, mode: Mode = Mode.FUSION, k: int = 5,
+                 min_evidence: float = MIN_EVIDENCE, max_new_tokens: int = 512) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.mode = mode
+        self.k = k
+        self.min_evidence = min_evidence
+        self.max_new_tokens = max_new_tokens
+        self._keywords = KeywordExtractor(retriever.tokenizer)
+
+    # before generation ----------------------------------------------------------------------------
+    def standalone_question(self, question: str, history: Sequence[Turn]) -> str:
+        """A follow-up rewritten to stand alone: by the LLM when there is one, else by carrying the
+        previous question's keywords into a short or referring follow-up."""
+        if not history:
+            return question
+        if not isinstance(self.generator, ExtractiveGenerator):
+            turns = "\n".join(f"User: {q}\nAssistant: {a[:500]}" for q, a in history[-3:])
+            messages = [
+                {"role": "system", "content": "Rewrite the user's follow-up question as one standalone question in "
+                 "the same language. Reply with the question only."},
+                {"role": "user", "content": f"{turns}\nFollow-up: {question}"},
+            ]
+            try:
+                rewritten = self.generator.complete(messages, max_new_tokens=64).strip().splitlines()
+                if rewritten and rewritten[0].strip():
+                    return rewritten[0].strip()
+            except GenerationError:
+                pass
+        content = self.retriever.tokenizer.tokenize(question)
+        if len(content) > 3 and not _FOLLOW_UP.search(question):
+            return question
+        previous = self._keywords.keywords(history[-1][0]).split()
+        carried = [w for w in previous if w.lower() not in question.lower()]
+        return f"{question} {' '.join(carried)}".strip()
+
+    def evidence(self, question: str, retrieval: RetrievalResult) -> float:
+        """The best share of the question's idf mass (its distinctive words) found in one of the top
+        three passages: low when the documents do not talk about what is asked."""
+        tokens = set(self.retriever.tokenizer.tokenize(question))
+        words = {t for t in tokens if not (len(t) == 1 and language_of(t) == "zh")}  # 能, 用: fragments
+        tokens = words or tokens
+        if not tokens or not retrieval.hits:
+            return 0.0
+        idf = self.retriever.index.sparse.idf(sorted(tokens))
+        total = sum(idf.values())
+        return max(sum(idf[t] for t in tokens if t in set(hit.chunk.tokens)) / total for hit in retrieval.hits[:3])
+
+    # the answer ------------------------------------------------------------------------------------
+    def stream(self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None) -> Iterator[str | Answer]:
+        started = time.perf_counter()
+        standalone = self.standalone_question(question, history)
+        retrieval = self.retriever.search(standalone, mode=self.mode, k=self.k, window=0)
+        passages = [Passage(h.rank, h.source, h.page, h.text, h.chunk.id) for h in retrieval.hits]
+        evidence = self.evidence(standalone, retrieval)
+        if evidence < self.min_evidence:
+            refusal = not_found(question)
+            yield refusal
+            yield Answer(question, refusal, [], False, True, passages, _ms(started), standalone, evidence, retrieval=retrieval)
+            return
+        passages = fit_passages(standalone, passages, self.generator.count_tokens, self.generator.context_window,
+                                reserve=self.max_new_tokens)
+        request = GenerationRequest(standalone, passages, self.max_new_tokens, stop or threading.Event())
+        pieces = []
+        for piece in self.generator.stream(request):
+            pieces.append(piece)
+            if NOT_FOUND_MARKER not in "".join(pieces):
+                yield piece
+        raw = "".join(pieces).strip()
+        if not raw or raw.startswith(NOT_FOUND_MARKER):
+            refusal = not_found(question)
+            yield refusal
+            yield Answer(question, refusal, [], False, True, passages, _ms(started), standalone, evidence, retrieval=retrieval)
+            return
+        check = check_citations(raw, {p.n: p.text for p in passages}, self.retriever.tokenizer)
+        yield Answer(question, check.text, self._citations(check, passages), check.grounded, False, passages,
+                     _ms(started), standalone, evidence, check.unsupported, retrieval)
+
+    def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        final = None
+        for item in self.stream(question, history):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def _citations(self, check: CitationCheck, passages: Sequence[Passage]) -> list[Citation]:
+        """Each cited passage once, quoting its sentence closest to the answer sentences citing it."""
+        by_n = {p.n: p for p in passages}
+        tokenize = self.retriever.tokenizer.tokenize
+        citations = []
+        for n in check.cited:
+            claims = set(tokenize(" ".join(s.text for s in check.sentences if n in s.cited)))
+            sentences = split_sentences(by_n[n].text) or [by_n[n].text]
+            quote = max(sentences, key=lambda s: len(claims & set(tokenize(s))))
+            citations.append(Citation(n, by_n[n].chunk_id, by_n[n].source, by_n[n].page, quote))
+        return citations
+
+    def as_runnable(self) -> Any:
+        """The pipeline as a LangChain runnable: ``invoke("question")`` returns the :class:`Answer`."""
+        from langchain_core.runnables import RunnableLambda
+
+        return RunnableLambda(lambda question: self.answer(question if isinstance(question, str) else question["question"]),
+                              name="rag-answer")
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
