@@ -7,25 +7,16 @@ Example:
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.documents import Chunk, Page
-from rag.text import CJK, clean_text, strip_repeated_lines
+from rag.text import clean_text, estimate_tokens, strip_repeated_lines
 
 # Paragraphs first, then sentence ends of both scripts, then clauses, then words, then characters.
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", "、", ", ", " ", ""]
-_CJK_CHARS = re.compile(f"[{CJK}]")
-
-
-def estimate_tokens(text: str) -> int:
-    """About one token per CJK character and one per four other characters (close to WordPiece)."""
-    cjk = len(_CJK_CHARS.findall(text))
-    return cjk + math.ceil((len(text) - cjk) / 4)
 
 
 @dataclass(frozen=True)

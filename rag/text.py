@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -105,6 +106,12 @@ CHINESE_SHARE = 0.2
 def language_of(text: str) -> str:
     """``zh`` or ``en`` (everything that is not mostly CJK)."""
     return "zh" if cjk_share(text) >= CHINESE_SHARE else "en"
+
+
+def estimate_tokens(text: str) -> int:
+    """About one token per CJK character and one per four other characters (close to WordPiece)."""
+    cjk = len(_CJK_CHAR.findall(text))
+    return cjk + math.ceil((len(text) - cjk) / 4)
 
 
 def cjk_share(text: str) -> float:

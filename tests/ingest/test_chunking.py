@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from ingest.chunking import Chunker, estimate_tokens
+from ingest.chunking import Chunker
+from rag.text import estimate_tokens
 from ingest.loaders import load_file
 from rag.documents import Page
 
