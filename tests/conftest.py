@@ -62,3 +62,17 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_models import make_cross_encoder
 
     return make_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_models import make_causal_lm
+
+    return make_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tmp_path_factory: pytest.TempPathFactory, tiny_llm: Path) -> Path:
+    from tests.tiny_models import make_lora_adapter
+
+    return make_lora_adapter(tiny_llm, tmp_path_factory.mktemp("tiny-lora"))

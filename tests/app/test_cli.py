@@ -176,3 +176,47 @@ def test_search_usage_and_missing_index_errors(tmp_path: Path, small_index: Path
     assert bad_pages.returncode == 2 and "page range '9-1' is empty" in bad_pages.stderr
     missing = rag("search", "x", "--index", str(tmp_path / "none"))
     assert missing.returncode == 1 and "no index here yet" in missing.stderr
+
+
+def test_ask_streams_an_answer_with_sources(small_index: Path):
+    result = rag("ask", "How long does the warranty last?", "--index", str(small_index))
+    assert result.returncode == 0, result.stderr
+    answer, _, sources = result.stdout.partition("Sources:")
+    assert "two years" in answer and "[1]" in answer
+    assert "guide.pdf  p.2" in sources
+
+
+def test_ask_refuses_and_shows_the_nearest_passages(small_index: Path):
+    result = rag("ask", "What is the boiling point of liquid nitrogen?", "--index", str(small_index), "--json")
+    data = json.loads(result.stdout)
+    assert data["refused"] and data["answer"] == "Not found in your documents." and data["grounded"] is False
+
+
+def test_ask_many_questions_prints_one_json_line_each(small_index: Path, tmp_path: Path):
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"question": "How long does the warranty last?"}\n北京是哪个国家的首都？\n', encoding="utf-8")
+    result = rag("ask", "--questions", str(questions), "--index", str(small_index))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["question"] for line in lines] == ["How long does the warranty last?", "北京是哪个国家的首都？"]
+    assert {"question", "answer", "citations", "grounded", "ms"} <= lines[0].keys()
+    assert lines[1]["citations"][0]["source"].endswith("b.txt")
+
+
+def test_ask_through_an_openai_compatible_server(small_index: Path):
+    from tests.fake_llm_server import FakeLLMServer
+
+    with FakeLLMServer(lambda messages: "The warranty lasts two years [1].") as server:
+        result = rag("ask", "How long does the warranty last?", "--index", str(small_index), "--llm",
+                     f"openai:{server.base_url}#fake", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["answer"] == "The warranty lasts two years [1]." and data["grounded"]
+
+
+def test_ask_reports_backend_problems_in_one_line(small_index: Path):
+    bad_spec = rag("ask", "warranty?", "--index", str(small_index), "--llm", "gpt4")
+    assert bad_spec.returncode == 1 and "unknown LLM spec 'gpt4'" in bad_spec.stderr
+    down = rag("ask", "How long does the warranty last?", "--index", str(small_index), "--llm", "openai:http://127.0.0.1:9/v1#m")
+    assert down.returncode == 1 and "cannot reach the LLM server at http://127.0.0.1:9/v1" in down.stderr
+    assert "Traceback" not in down.stderr
