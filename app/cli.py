@@ -223,6 +223,75 @@ def _open_retriever(settings: Settings) -> Any:
         _fatal(str(exc))
 
 
+@main.command("eval", epilog="Example:  rag eval ../shared/eval/scifact --modes bm25,dense,hybrid,fusion -k 10 --out eval-out --json")
+@click.argument("dataset", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--modes", default="bm25,dense,hybrid,fusion", show_default=True, help="Comma-separated retrieval modes.")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=10, show_default=True, help="Cut-off for nDCG, recall, MRR.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for report.json, report.md, report.html [default ./eval-out/NAME].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary JSON object.")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Your index, for JSONL cases and --synthetic.")
+@click.option("--answers", "answer_sample", type=click.IntRange(0), default=200, show_default=True,
+              help="Questions answered (extractive) for answer metrics when the dataset has gold answers.")
+@click.option("--compare", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Compare two report.json files.")
+@click.option("--synthetic", type=click.IntRange(1), help="Write N question/passage cases from --index as JSONL (to --out or stdout).")
+@click.pass_context
+def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: Path | None, as_json: bool,
+             index_dir: Path | None, answer_sample: int, compare: tuple[Path, Path] | None, synthetic: int | None) -> None:
+    """Measure retrieval (nDCG, recall, MRR, MAP, latency) per mode on a BEIR folder or your own JSONL cases."""
+    from eval.beir import DatasetError
+
+    if compare:
+        from eval.compare import compare_reports, render
+
+        comparison = compare_reports(*(json.loads(p.read_text(encoding="utf-8")) for p in compare))
+        click.echo(json.dumps(comparison, ensure_ascii=False) if as_json else render(comparison))
+        return
+    settings = _settings(ctx, index_dir=index_dir)
+    if synthetic:
+        from eval.synthetic import synthetic_cases
+
+        retriever = _open_retriever(settings)
+        cases = synthetic_cases(retriever.index, retriever.tokenizer, synthetic)
+        text = "\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n"
+        if out:
+            out.write_text(text, encoding="utf-8")
+            click.echo(f"{len(cases)} cases written to {out} ({cases[0]['label'] if cases else 'none'})", err=True)
+        else:
+            click.echo(text, nl=False)
+        return
+    if dataset is None:
+        raise click.UsageError("give a DATASET folder, a JSONL file of cases with --index, --compare or --synthetic", ctx)
+    try:
+        chosen = [Mode(m.strip()) for m in modes.split(",") if m.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; choose from {', '.join(m.value for m in Mode)}", ctx, param_hint="--modes") from exc
+    try:
+        if dataset.is_file():
+            from eval.cases import evaluate_cases
+
+            report = evaluate_cases(dataset, settings, chosen, k)
+        else:
+            from eval.evaluate import evaluate as run_evaluation
+
+            report = run_evaluation(dataset, settings, chosen, k, answer_sample)
+    except DatasetError as exc:
+        _fatal(str(exc))
+    folder = out or Path("eval-out") / report["dataset"]
+    if "recall_curves" in report:
+        from eval.report import write_reports
+
+        paths = write_reports(report, folder)
+        click.echo(f"reports: {paths['markdown']}, {paths['html']}, {paths['json']}", err=True)
+    summary = {key: report[key] for key in ("dataset", "n_queries", "modes", "answers", "published") if key in report}
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    click.echo(f"{report['dataset']}: {report['n_queries']} queries")
+    for mode, values in report["modes"].items():
+        click.echo(f"  {mode:14} nDCG@{k} {values[f'ndcg@{k}']:.4f}  recall@{k} {values[f'recall@{k}']:.4f}  "
+                   f"MRR@{k} {values[f'mrr@{k}']:.4f}  p50 {values['p50_ms']:.1f} ms")
+
+
 @main.command(epilog="Example:  rag ui --index ./rag-index --port 8501")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
 @click.option("--port", type=int, default=8501, show_default=True, help="Port on 127.0.0.1.")

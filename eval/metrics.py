@@ -60,3 +60,38 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _normal(text: str) -> str:
+    import unicodedata
+
+    return "".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def contains_answer(text: str, golds: Sequence[str]) -> float:
+    """1.0 when the text contains any gold answer (case, width and spacing ignored)."""
+    normal = _normal(text)
+    return 1.0 if any(_normal(g) and _normal(g) in normal for g in golds) else 0.0
+
+
+def _units(text: str) -> list[str]:
+    """Characters for Chinese, words for other text (the usual token-F1 units)."""
+    from rag.text import language_of
+
+    normal = _normal(text) if language_of(text) == "zh" else ""
+    return list(normal) if normal else text.lower().split()
+
+
+def token_f1(prediction: str, golds: Sequence[str]) -> float:
+    """Best F1 over the gold answers of the prediction's tokens (characters for Chinese)."""
+    from collections import Counter
+
+    best = 0.0
+    predicted = Counter(_units(prediction))
+    for gold in golds:
+        wanted = Counter(_units(gold))
+        common = sum((predicted & wanted).values())
+        if common:
+            precision, recall = common / sum(predicted.values()), common / sum(wanted.values())
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best

@@ -34,12 +34,13 @@ def document_ranking(paths: Sequence[str], id_of: dict[str, str]) -> list[str]:
 
 
 def run_modes(retriever: Retriever, dataset: Dataset, id_of: dict[str, str], modes: Sequence[Mode],
-              chunk_depth: int = 300) -> dict[Mode, list[QueryRun]]:
-    """Every query through every mode; near-duplicate removal is off, as each corpus entry is judged on its own."""
+              chunk_depth: int = 300, rerank: bool = False) -> dict[Mode, list[QueryRun]]:
+    """Every query through every mode (the retriever should have near-duplicate removal off, as each
+    corpus entry is judged on its own); ``rerank`` applies the retriever's cross-encoder."""
     runs: dict[Mode, list[QueryRun]] = {mode: [] for mode in modes}
     for query in dataset.queries:
         for mode in modes:
-            result = retriever.search(query.text, mode=mode, k=chunk_depth)
+            result = retriever.search(query.text, mode=mode, k=chunk_depth, rerank=rerank)
             ranked = document_ranking([h.source for h in result.hits], id_of)[:DOCUMENT_DEPTH]
             runs[mode].append(QueryRun(query.id, ranked, result.ms, result.fusion_ran))
     return runs

@@ -24,7 +24,7 @@ from rag.text import language_of
 
 MIN_EVIDENCE = 0.50
 """Abstain below this evidence score (see :meth:`AnswerPipeline.evidence`). Calibrated on
-../shared/eval by bench/calibrate_abstention.py: answers 87% of answerable and refuses 93% of
+../shared/eval by bench/calibrate_abstention.py: answers 88% of answerable and refuses 91% of
 off-topic questions (README)."""
 
 _FOLLOW_UP = re.compile(
@@ -125,7 +125,14 @@ class AnswerPipeline:
             return 0.0
         idf = self.retriever.index.sparse.idf(sorted(tokens))
         total = sum(idf.values())
-        return max(sum(idf[t] for t in tokens if t in set(hit.chunk.tokens)) / total for hit in retrieval.hits[:3])
+        # jieba's search mode also emits a compound's parts (保修期, 保修): the compound counts as
+        # found when its parts from the question are all found
+        parts = {t: [p for p in tokens if p != t and p in t] for t in tokens}
+
+        def found(token: str, passage: set[str]) -> bool:
+            return token in passage or (bool(parts[token]) and all(p in passage for p in parts[token]))
+
+        return max(sum(idf[t] for t in tokens if found(t, set(hit.chunk.tokens))) / total for hit in retrieval.hits[:3])
 
     # the answer ------------------------------------------------------------------------------------
     def stream(self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None) -> Iterator[str | Answer]:

@@ -1,0 +1,53 @@
+"""Evaluating retrieval on a user's own index with JSONL cases ``{question, answer?, source?, page?}``.
+
+A hit is relevant when it comes from the case's ``source`` file (and ``page``, when given). Cases
+come from ``rag eval --synthetic``, from thumbs-up feedback, or are written by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from eval.beir import Dataset, DatasetError, Query
+from eval.runner import QueryRun, summarise
+from rag.config import Settings
+from rag.retrieve import Mode, Retriever, RetrieverConfig
+
+
+def load_cases(path: Path) -> Dataset:
+    queries, qrels = [], {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            case = json.loads(line)
+            question, source = case["question"], str(Path(case["source"]).expanduser().resolve())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path}:{number}: needs a JSON object with question and source ({exc})") from exc
+        unit = f"{source}#{case['page']}" if case.get("page") else source
+        answers = [case["answer"]] if case.get("answer") else []
+        queries.append(Query(str(number), question, {"answers": answers, "by_page": bool(case.get("page"))}))
+        qrels[str(number)] = {unit: 1}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return Dataset(path.stem, {}, queries, qrels, digest)
+
+
+def evaluate_cases(path: Path, settings: Settings, modes: Sequence[Mode], k: int = 10) -> dict[str, Any]:
+    dataset = load_cases(path)
+    retriever = Retriever.open(settings.index_dir, settings, config=replace(RetrieverConfig(), dedup=False))
+    runs: dict[str, list[QueryRun]] = {m.value: [] for m in modes}
+    for query in dataset.queries:
+        for mode in modes:
+            result = retriever.search(query.text, mode=mode, k=300)
+            units = [f"{h.source}#{h.page}" if query.metadata["by_page"] else h.source for h in result.hits]
+            runs[mode.value].append(QueryRun(query.id, list(dict.fromkeys(units))[:100], result.ms, result.fusion_ran))
+    return {"dataset": dataset.name, "n_queries": len(dataset.queries), "k": k, "dataset_hash": dataset.fingerprint,
+            "modes": {name: summarise(r, dataset, k) for name, r in runs.items()},
+            "settings": {"index": str(settings.index_dir), "embedder": retriever.index.embedder}}
