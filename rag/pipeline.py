@@ -173,12 +173,12 @@ class AnswerPipeline:
         return final
 
     def _citations(self, check: CitationCheck, passages: Sequence[Passage]) -> list[Citation]:
-        """Each cited passage once, quoting its sentence closest to the answer sentences citing it."""
+        """Each cited passage once, quoting its sentence closest to the first answer sentence citing it."""
         by_n = {p.n: p for p in passages}
         tokenize = self.retriever.tokenizer.tokenize
         citations = []
         for n in check.cited:
-            claims = set(tokenize(" ".join(s.text for s in check.sentences if n in s.cited)))
+            claims = set(tokenize(next(s.text for s in check.sentences if n in s.cited)))
             sentences = split_sentences(by_n[n].text) or [by_n[n].text]
             quote = max(sentences, key=lambda s: len(claims & set(tokenize(s))))
             citations.append(Citation(n, by_n[n].chunk_id, by_n[n].source, by_n[n].page, quote))

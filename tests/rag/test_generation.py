@@ -137,3 +137,17 @@ def test_context_budget_keeps_the_most_relevant_passages_that_fit():
 def test_unknown_backend_spec_is_one_clear_error(embedder):
     with pytest.raises(GenerationError, match="unknown LLM spec 'gpt'"):
         make_generator("gpt", embedder, BM25Tokenizer())
+
+
+@pytest.mark.slow
+def test_extractive_answers_on_the_shared_pdf_corpus(corpus_index, embedder):
+    _, index_dir, _ = corpus_index
+    retriever = Retriever(Index.open(index_dir), embedder)
+    corpus = AnswerPipeline(retriever, make_generator("extractive", embedder, retriever.tokenizer, dense_weight=retriever.dense_weight_for))
+    english = corpus.answer("How many academic papers does S2ORC contain?")
+    assert english.grounded and "81.1M" in english.text
+    assert any(Path(c.source).name == "acl2020-main-447.pdf" and c.page == 1 and "81.1M" in c.quote for c in english.citations)
+    chinese = corpus.answer("ucasthesis 模板支持哪些操作系统？")
+    assert chinese.grounded and "Windows" in chinese.text
+    assert all(Path(c.source).name == "ucasthesis-template-guide.pdf" for c in chinese.citations)
+    assert corpus.answer("What is the capital of Mongolia?").refused
