@@ -149,11 +149,15 @@ class AnswerPipeline:
         passages = fit_passages(standalone, passages, self.generator.count_tokens, self.generator.context_window,
                                 reserve=self.max_new_tokens)
         request = GenerationRequest(standalone, passages, self.max_new_tokens, stop or threading.Event())
-        pieces = []
+        pieces: list[str] = []
+        shown = 0
         for piece in self.generator.stream(request):
             pieces.append(piece)
-            if NOT_FOUND_MARKER not in "".join(pieces):
-                yield piece
+            text = "".join(pieces)
+            if NOT_FOUND_MARKER.startswith(text.strip()) or text.lstrip().startswith(NOT_FOUND_MARKER):
+                continue  # may be, or is, the refusal marker: nothing to show yet
+            yield text[shown:]
+            shown = len(text)
         raw = "".join(pieces).strip()
         if not raw or raw.startswith(NOT_FOUND_MARKER):
             refusal = not_found(question)

@@ -98,3 +98,10 @@ def test_follow_ups_are_rewritten_by_the_llm(pipeline: AnswerPipeline):  # noqa:
         standalone = llm.standalone_question("And from USB?", [("How long does it charge in the sun?", "10 hours [1].")])
     assert standalone == "How long does the Lumen L2 take to charge from USB-C?"
     assert "Follow-up: And from USB?" in server.requests[0]["body"]["messages"][1]["content"]
+
+
+def test_a_model_that_finds_nothing_is_turned_into_a_refusal_without_leaking_the_marker(pipeline: AnswerPipeline):  # noqa: F811
+    with FakeLLMServer(lambda messages: "NOT_FOUND") as server:
+        llm = AnswerPipeline(pipeline.retriever, OpenAIServerGenerator(server.base_url, "m"))
+        streamed = [item for item in llm.stream("How long is the Lumen L2 warranty?") if isinstance(item, str)]
+    assert streamed == ["Not found in your documents."]
