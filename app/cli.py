@@ -304,7 +304,7 @@ def ui(ctx: click.Context, index_dir: Path | None, port: int) -> None:
     command = [
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
     ]
     os.execve(sys.executable, command, env)
 
