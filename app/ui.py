@@ -15,7 +15,6 @@ from rag.config import Settings
 from rag.generate.base import GenerationError
 from rag.index import Index, IndexNotFoundError
 from rag.pipeline import Answer, AnswerPipeline
-from rag.retrieve import Mode
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<:$])")
 
