@@ -132,7 +132,8 @@ class AnswerPipeline:
         def found(token: str, passage: set[str]) -> bool:
             return token in passage or (bool(parts[token]) and all(p in passage for p in parts[token]))
 
-        return max(sum(idf[t] for t in tokens if found(t, set(hit.chunk.tokens))) / total for hit in retrieval.hits[:3])
+        passages = [set(hit.chunk.tokens) for hit in retrieval.hits[:3]]
+        return max(sum(idf[t] for t in tokens if found(t, passage)) / total for passage in passages)
 
     # the answer ------------------------------------------------------------------------------------
     def stream(self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None) -> Iterator[str | Answer]:
@@ -142,9 +143,7 @@ class AnswerPipeline:
         passages = [Passage(h.rank, h.source, h.page, h.text, h.chunk.id) for h in retrieval.hits]
         evidence = self.evidence(standalone, retrieval)
         if evidence < self.min_evidence:
-            refusal = not_found(question)
-            yield refusal
-            yield Answer(question, refusal, [], False, True, passages, _ms(started), standalone, evidence, retrieval=retrieval)
+            yield from self._refusal(question, passages, started, standalone, evidence, retrieval)
             return
         passages = fit_passages(standalone, passages, self.generator.count_tokens, self.generator.context_window,
                                 reserve=self.max_new_tokens)
@@ -160,13 +159,19 @@ class AnswerPipeline:
             shown = len(text)
         raw = "".join(pieces).strip()
         if not raw or raw.startswith(NOT_FOUND_MARKER):
-            refusal = not_found(question)
-            yield refusal
-            yield Answer(question, refusal, [], False, True, passages, _ms(started), standalone, evidence, retrieval=retrieval)
+            yield from self._refusal(question, passages, started, standalone, evidence, retrieval)
             return
         check = check_citations(raw, {p.n: p.text for p in passages}, self.retriever.tokenizer)
         yield Answer(question, check.text, self._citations(check, passages), check.grounded, False, passages,
                      _ms(started), standalone, evidence, check.unsupported, retrieval)
+
+    @staticmethod
+    def _refusal(question: str, passages: list[Passage], started: float, standalone: str, evidence: float,
+                 retrieval: RetrievalResult) -> Iterator[str | Answer]:
+        """"Not found" in the question's language, then the refused :class:`Answer` with the nearest passages."""
+        text = not_found(question)
+        yield text
+        yield Answer(question, text, [], False, True, passages, _ms(started), standalone, evidence, retrieval=retrieval)
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         final = None

@@ -292,10 +292,14 @@ class Retriever:
                 clock.lap("variants")
         ranking = next(iter(lists.values())) if len(lists) == 1 else self._fuse(lists, dense_weight)
         clock.lap("fuse")
-        result.hits, result.duplicates_dropped = self._hits(ranking, lists, k)
+        reranking = rerank and self.reranker is not None
+        depth = max(k, self.config.rerank_depth) if reranking else k
+        result.hits, result.duplicates_dropped = self._hits(ranking, lists, depth)
         clock.lap("fetch")
-        if rerank and self.reranker is not None and result.hits:
-            self._rerank(query, ranking, lists, k, result)
+        if reranking and result.hits:
+            result.hits = self._rerank(query, result.hits)[:k]
+            for rank, hit in enumerate(result.hits, start=1):
+                hit.rank = rank
             clock.lap("rerank")
         if window > 0:
             for hit in result.hits:
@@ -329,18 +333,14 @@ class Retriever:
                 break
         return hits, dropped
 
-    def _rerank(self, query: str, ranking: Ranking, lists: dict[str, Ranking], k: int, result: RetrievalResult) -> None:
+    def _rerank(self, query: str, candidates: list[Hit]) -> list[Hit]:
+        """The candidates re-scored by the cross-encoder, best first (the fused score kept in ``scores``)."""
         assert self.reranker is not None
-        candidates, dropped = self._hits(ranking, lists, max(k, self.config.rerank_depth))
-        scores = self.reranker.scores(query, [h.text for h in candidates])
-        for hit, score in zip(candidates, scores):
+        for hit, score in zip(candidates, self.reranker.scores(query, [h.text for h in candidates])):
             hit.scores["fused"] = hit.score
             hit.scores["rerank"] = score
             hit.score = score
-        ordered = sorted(candidates, key=lambda h: -h.score)[:k]
-        for rank, hit in enumerate(ordered, start=1):
-            hit.rank = rank
-        result.hits, result.duplicates_dropped = ordered, dropped
+        return sorted(candidates, key=lambda h: -h.score)
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
