@@ -18,6 +18,15 @@ CORPUS = SHARED / "corpus"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def demo_docs(folder: Path) -> Path:
+    """A copy of the project's demo knowledge base (examples/docs, its PDFs freshly written) in ``folder``."""
+    from examples.make_demo_docs import main as make_demo_docs
+
+    shutil.copytree(ROOT / "examples" / "docs", folder, ignore=shutil.ignore_patterns("*.pdf"))
+    make_demo_docs(str(folder))
+    return folder
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not CORPUS.is_dir():
         skip = pytest.mark.skip(reason=f"shared corpus not found at {CORPUS}")

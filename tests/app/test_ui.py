@@ -32,15 +32,11 @@ def test_ui_explains_a_missing_index(tmp_path: Path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def chat_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
-    import shutil
-
-    from examples.make_demo_docs import main as make_demo_docs
     from rag.config import Settings
+    from tests.conftest import demo_docs
 
     base = tmp_path_factory.mktemp("ui-chat")
-    docs = base / "docs"
-    shutil.copytree(ROOT / "examples" / "docs", docs, ignore=shutil.ignore_patterns("*.pdf"))
-    make_demo_docs(str(docs))
+    docs = demo_docs(base / "docs")
     (docs / "tricks.md").write_text("The quokka manual: quokkas sleep by day. <script>alert('x')</script> "
                                     "[click here](javascript:alert(1)) ![img](http://example.invalid/x.png)", encoding="utf-8")
     Ingestor(Settings.resolve({"index_dir": base / "index"}, env={}), embedder=embedder, progress=False).run([docs])

@@ -177,27 +177,40 @@ def file_access_as_nobody():
         libc.setfsuid(0)
 
 
-def test_unreadable_file_is_reported_and_the_rest_ingested(embedder):
-    base = Path(tempfile.mkdtemp(prefix="rag-perm-"))
+@contextmanager
+def world_writable_folder(prefix: str):
+    """A temporary folder (with an empty ``idx`` inside) that 'nobody' can use too; removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        base.chmod(0o777)
+        (base / "idx").mkdir()
+        open_to_all(base)
+        yield base
+    finally:
+        for path in base.rglob("*"):
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def open_to_all(root: Path) -> None:
+    for path in (root, *root.rglob("*")):
+        path.chmod(0o777 if path.is_dir() else 0o666)
+
+
+def test_unreadable_file_is_reported_and_the_rest_ingested(embedder):
+    with world_writable_folder("rag-perm-") as base:
         docs = _docs(base / "docs")
         secret = docs / "secret.md"
         secret.write_text("hidden", encoding="utf-8")
-        for path in (docs, *docs.iterdir()):
-            path.chmod(0o777 if path.is_dir() else 0o644)
+        open_to_all(docs)
         secret.chmod(0o000)
         warm_up = _docs(base / "warm-up")  # loads every lazily imported module while access is unrestricted
         Ingestor(Settings.resolve({"index_dir": base / "warm-idx"}, env={}), embedder=embedder, progress=False).run([warm_up])
-        (base / "idx").mkdir(mode=0o777)
-        (base / "idx").chmod(0o777)
         ingestor = Ingestor(Settings.resolve({"index_dir": base / "idx"}, env={}), embedder=embedder, progress=False)
         with file_access_as_nobody():
             report = ingestor.run([docs])
         assert report.failed == [{"path": str(secret), "reason": "permission denied: the file is not readable"}]
         assert report.added == 3
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_index_built_with_another_embedder_is_refused(tmp_path: Path, ingestor: Ingestor, embedder):
@@ -260,30 +273,21 @@ def test_text_with_no_bm25_tokens_is_indexed(tmp_path: Path, ingestor: Ingestor)
 
 
 def test_prune_keeps_files_under_a_folder_that_cannot_be_listed(embedder):
-    base = Path(tempfile.mkdtemp(prefix="rag-prune-"))
-    try:
-        base.chmod(0o777)
+    with world_writable_folder("rag-prune-") as base:
         docs = _docs(base / "docs")
         locked = docs / "locked"
         locked.mkdir()
         (locked / "kept.md").write_text("the locked folder holds quokkas", encoding="utf-8")
-        for path in (docs, locked, *docs.rglob("*")):
-            path.chmod(0o777 if path.is_dir() else 0o644)
-        (base / "idx").mkdir(mode=0o777)
-        (base / "idx").chmod(0o777)
+        open_to_all(docs)
         settings = Settings.resolve({"index_dir": base / "idx"}, env={})
         Ingestor(settings, embedder=embedder, progress=False).run([docs])
-        for path in (base / "idx").rglob("*"):  # the second run writes the index as 'nobody' too
-            path.chmod(0o777 if path.is_dir() else 0o666)
+        open_to_all(base / "idx")  # the second run writes the index as 'nobody' too
         locked.chmod(0o000)
         with file_access_as_nobody():
             report = Ingestor(settings, embedder=embedder, progress=False).run([docs], prune=True)
         assert report.removed == 0
         assert [f["reason"] for f in report.failed] == ["permission denied: the folder is not readable"]
         assert _hits(base / "idx", "quokkas")[0] == ("kept.md", 1)
-    finally:
-        (base / "docs" / "locked").chmod(0o755)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_new_chunk_settings_rechunk_files_outside_the_scanned_folder(tmp_path: Path, embedder):

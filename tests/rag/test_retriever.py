@@ -1,13 +1,12 @@
 """Retrieval on a real index of the demo documents plus a few test files."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from examples.make_demo_docs import main as make_demo_docs
+from tests.conftest import demo_docs
 from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.index import EmbedderMismatchError, Index
@@ -23,9 +22,7 @@ DUPLICATED = "The quokka is a small marsupial that lives on Rottnest Island near
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     base = tmp_path_factory.mktemp("retrieval")
-    docs = base / "docs"
-    shutil.copytree(ROOT / "examples" / "docs", docs, ignore=shutil.ignore_patterns("*.pdf"))
-    make_demo_docs(str(docs))
+    docs = demo_docs(base / "docs")
     (docs / "animals").mkdir()
     (docs / "animals" / "quokka.md").write_text(DUPLICATED, encoding="utf-8")
     (docs / "animals" / "quokka-copy.txt").write_text(DUPLICATED + " ", encoding="utf-8")
