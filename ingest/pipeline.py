@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -29,6 +29,9 @@ from rag.text import BM25Tokenizer
 
 UNKNOWN_TOKEN_WARNING = 0.2
 """Above this share of [UNK] tokens the embedder cannot represent the text and dense search is weak."""
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``(stage, done, total)`` with stage ``files`` or ``embedding`` (for a UI's progress bar)."""
 
 
 @dataclass
@@ -87,13 +90,14 @@ class Ingestor:
     """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, progress: bool | None = None,
-                 lock_wait: float = 0.0, flush_chunks: int = 2048) -> None:
+                 lock_wait: float = 0.0, flush_chunks: int = 2048, on_progress: ProgressCallback | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings.embed_model, batch_size=settings.embed_batch_size)
         self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
         self._progress = progress
         self._lock_wait = lock_wait
         self.flush_chunks = flush_chunks
+        self.on_progress = on_progress
         self._tokenizer: BM25Tokenizer | None = None
 
     @property
@@ -102,26 +106,23 @@ class Ingestor:
             self._tokenizer = BM25Tokenizer()
         return self._tokenizer
 
-    def run(self, paths: Sequence[Path], prune: bool = False) -> IngestReport:
+    def run(self, paths: Sequence[Path], prune: bool = False, force: bool = False) -> IngestReport:
+        """Ingest ``paths`` (files or folders); ``force`` re-reads files even when they look unchanged."""
         started = time.perf_counter()
         report = IngestReport()
         found = scan(paths)
         report.failed.extend({"path": p, "reason": r} for p, r in found.failed)
         with IndexWriter(self.settings.index_dir, self.embedder.spec, lock_wait=self._lock_wait) as writer:
-            run = _Run(self, writer, report)
+            run = _Run(self, writer, report, force)
             files = found.files + run.others_to_rechunk(found.files)
-            for path in tqdm(files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr):
+            for done, path in enumerate(tqdm(files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr)):
+                self.report_progress("files", done, len(files))
                 run.visit(path)
             run.flush()
+            self.report_progress("files", len(files), len(files))
             run.forget_missing(found.roots, {str(p) for p in found.files}, [Path(p) for p, _ in found.failed], prune)
-            if writer.changed:
-                writer.commit(
-                    {"chunker": self.chunker.describe(), "tokenizer": self.tokenizer.name,
-                     "next_chunk_id": run.next_id},
-                    describe_embedder=self.embedder.describe,
-                )
-            report.index = dict(writer.live_manifest.get("counts", {}))
-            report.generation = writer.live_name
+            self._publish(writer, report, {"chunker": self.chunker.describe(), "tokenizer": self.tokenizer.name,
+                                           "next_chunk_id": run.next_id})
             if run.poorly_embedded:
                 report.warnings.append(
                     f"{len(run.poorly_embedded)} file(s), e.g. {run.poorly_embedded[0]}, are mostly unknown to the "
@@ -133,6 +134,34 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
+    def remove(self, paths: Sequence[str]) -> IngestReport:
+        """Take these indexed files out of the index (the files on disk are left alone)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        with IndexWriter(self.settings.index_dir, self.embedder.spec, lock_wait=self._lock_wait) as writer:
+            next_chunk_id = max(int(writer.live_manifest.get("next_chunk_id", 0)), writer.store.next_chunk_id())
+            for path in paths:
+                if writer.store.file(path) is None:
+                    report.failed.append({"path": path, "reason": "not in the index"})
+                    continue
+                writer.remove_file(path)
+                report.removed += 1
+            kept = {key: writer.live_manifest[key] for key in ("chunker", "tokenizer") if key in writer.live_manifest}
+            self._publish(writer, report, {**kept, "next_chunk_id": next_chunk_id})
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _publish(self, writer: IndexWriter, report: IngestReport, manifest: dict[str, Any]) -> None:
+        """Commit the writer's changes, if any, and record the live index in the report."""
+        if writer.changed:
+            writer.commit(manifest, describe_embedder=self.embedder.describe)
+        report.index = dict(writer.live_manifest.get("counts", {}))
+        report.generation = writer.live_name
+
+    def report_progress(self, stage: str, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(stage, done, total)
+
     def progress_disabled(self) -> bool | None:
         return None if self._progress is None else not self._progress
 
@@ -140,13 +169,15 @@ class Ingestor:
 class _Run:
     """The state of one ingest run inside the writer lock."""
 
-    def __init__(self, ingestor: Ingestor, writer: IndexWriter, report: IngestReport) -> None:
+    def __init__(self, ingestor: Ingestor, writer: IndexWriter, report: IngestReport, force: bool = False) -> None:
         self.ingestor = ingestor
         self.writer = writer
         self.report = report
         self.queue: list[_Loaded] = []
         live_chunker = writer.live_manifest.get("chunker")
         self.rechunk = bool(live_chunker) and live_chunker != ingestor.chunker.describe()
+        self.reread = self.rechunk or force
+        """Read every visited file again, whatever its size, mtime or hash say."""
         self.next_id = max(int(writer.live_manifest.get("next_chunk_id", 0)), writer.store.next_chunk_id())
         self.poorly_embedded: list[str] = []
 
@@ -165,7 +196,7 @@ class _Run:
             self.fail(key, f"cannot access ({exc.strerror})")
             return
         known = self.writer.store.file(key)
-        if known and not self.rechunk and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        if known and not self.reread and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             if known.status == "failed":
                 self.report.failed.append({"path": key, "reason": f"{known.error} (unchanged since the last attempt)"})
             else:
@@ -179,11 +210,11 @@ class _Run:
             return
         sha = hashlib.sha256(data).hexdigest()
         record = FileRecord(key, sha, stat.st_size, stat.st_mtime_ns)
-        if known and known.status == "ok" and known.sha256 == sha and not self.rechunk:
+        if known and known.status == "ok" and known.sha256 == sha and not self.reread:
             self.writer.put_file(FileRecord(key, sha, stat.st_size, stat.st_mtime_ns, known.pages, known.chunks))
             self.report.unchanged += 1
             return
-        twin = None if self.rechunk else self.writer.store.indexed_file_with_sha(sha)
+        twin = None if self.reread else self.writer.store.indexed_file_with_sha(sha)
         if twin is not None and twin.path != key:
             self._copy_twin(record, twin, is_new=known is None)
             return
@@ -274,11 +305,14 @@ class _Run:
         order = list(todo)
         embedder = self.ingestor.embedder
         batches = tqdm(total=len(order), desc="embedding", unit="chunk", disable=self.ingestor.progress_disabled(), file=sys.stderr)
+        done = 0
         for positions, batch in embedder.encode_batches([todo[s] for s in order]):
             batch_shas = [order[i] for i in positions]
             self.writer.pending.put(batch_shas, batch)
             vectors.update(zip(batch_shas, batch))
             batches.update(len(batch))
+            done += len(batch)
+            self.ingestor.report_progress("embedding", done, len(order))
         batches.close()
         self.report.embedded += len(order)
         self.report.embed_seconds += time.perf_counter() - started

@@ -316,3 +316,29 @@ def test_an_index_in_an_older_format_is_upgraded_by_the_next_ingest(tmp_path: Pa
     assert report.unchanged == 3 and report.embedded == 0 and report.generation != first.generation
     index = Index.open(ingestor.settings.index_dir)
     assert set(index.manifest["unknown_token_share_by_language"]) == {"en", "zh"}
+
+
+def test_remove_takes_one_file_out_and_keeps_the_others(tmp_path: Path, ingestor: Ingestor):
+    docs = _docs(tmp_path / "docs")
+    first = ingestor.run([docs])
+    report = ingestor.remove([str(docs / "guide.pdf"), str(docs / "never-indexed.md")])
+    assert report.removed == 1
+    assert report.failed == [{"path": str(docs / "never-indexed.md"), "reason": "not in the index"}]
+    assert report.generation != first.generation and report.index["files"] == 2
+    assert (docs / "guide.pdf").exists()
+    assert _hits(ingestor.settings.index_dir, "lantern charges") == []
+    assert _hits(ingestor.settings.index_dir, "保修期")[0] == ("zh.txt", 1)
+    index = Index.open(ingestor.settings.index_dir)
+    assert len(index.dense) == index.manifest["counts"]["chunks"] == len(index.sparse)
+    assert ingestor.run([docs]).added == 1  # an ingest of the folder brings it back
+
+
+def test_force_rereads_unchanged_files_and_reports_progress(tmp_path: Path, embedder):
+    docs = _docs(tmp_path / "docs")
+    calls: list[tuple[str, int, int]] = []
+    ingestor = Ingestor(Settings.resolve({"index_dir": tmp_path / "index"}, env={}), embedder=embedder, progress=False,
+                        on_progress=lambda stage, done, total: calls.append((stage, done, total)))
+    ingestor.run([docs])
+    assert calls[-1] == ("files", 3, 3) and ("embedding", calls[-2][2], calls[-2][2]) == calls[-2]
+    again = ingestor.run([docs / "guide.pdf"], force=True)
+    assert (again.updated, again.unchanged, again.embedded, again.reused_vectors) == (1, 0, 0, 2)
