@@ -292,6 +292,27 @@ def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: 
                    f"MRR@{k} {values[f'mrr@{k}']:.4f}  p50 {values['p50_ms']:.1f} ms")
 
 
+@main.command(epilog="Example:  rag feedback --index ./rag-index --out my-cases.jsonl && rag eval my-cases.jsonl --index ./rag-index")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the cases here instead of stdout.")
+@click.pass_context
+def feedback(ctx: click.Context, index_dir: Path | None, out: Path | None) -> None:
+    """Export the UI's thumbs-up answers as evaluation cases (JSONL) for `rag eval CASES --index`."""
+    from rag.feedback import FeedbackStore
+
+    store = FeedbackStore(_settings(ctx, index_dir=index_dir).index_dir)
+    votes = store.all()
+    cases = store.cases()
+    text = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases)
+    if out:
+        out.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    up = sum(1 for v in votes if v.rating == 1)
+    down = sum(1 for v in votes if v.rating == 0)
+    click.echo(f"{up} up, {down} down; {len(cases)} cases" + (f" written to {out}" if out else ""), err=True)
+
+
 @main.command(epilog="Example:  rag ui --index ./rag-index --port 8501")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
 @click.option("--port", type=int, default=8501, show_default=True, help="Port on 127.0.0.1.")
@@ -305,6 +326,7 @@ def ui(ctx: click.Context, index_dir: Path | None, port: int) -> None:
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
+        "--server.maxUploadSize", str(settings.max_upload_mb),
     ]
     os.execve(sys.executable, command, env)
 

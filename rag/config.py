@@ -44,6 +44,8 @@ class Settings:
     llm: str = "extractive"
     adapter: str | None = None
     reranker: str | None = None
+    max_upload_mb: int = 200
+    """The largest file the UI accepts for upload."""
 
     @classmethod
     def resolve(
