@@ -1,46 +1,31 @@
+"""The Streamlit app through streamlit.testing.v1.AppTest: chat, citations, settings, upload, delete, feedback."""
+from __future__ import annotations
+
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.preferences import PREFERENCES_FILE
+from app.uploads import UPLOADS
+from examples.make_demo_docs import write_pdf
 from ingest.pipeline import Ingestor
+from rag.config import Settings
+from rag.feedback import FeedbackStore
+from rag.index import Index
+from rag.retrieve import Mode
+from tests.conftest import demo_docs
+from tests.fake_llm_server import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parents[2]
 UI = str(ROOT / "app" / "ui.py")
 
 
-def test_ui_lists_the_knowledge_base_with_failures(tmp_path: Path, ingestor: Ingestor, monkeypatch):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "guide.md").write_text("The lantern charges in ten hours.", encoding="utf-8")
-    (docs / "broken.pdf").write_bytes(b"")
-    ingestor.run([docs])
-    monkeypatch.setenv("RAG_INDEX", str(ingestor.settings.index_dir))
-    app = AppTest.from_file(UI, default_timeout=60).run()
-    assert not app.exception
-    assert [m.value for m in app.metric] == ["1", "1", "1"]
-    table = app.dataframe[0].value
-    rows = {Path(p).name: (s, e) for p, s, e in zip(table["file"], table["status"], table["problem"])}
-    assert rows == {"guide.md": ("ok", ""), "broken.pdf": ("failed", "empty file (0 bytes)")}
-
-
-def test_ui_explains_a_missing_index(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("RAG_INDEX", str(tmp_path / "nothing"))
-    app = AppTest.from_file(UI, default_timeout=60).run()
-    assert "run `rag ingest FOLDER" in app.info[0].value
-
-
-@pytest.fixture(scope="module")
-def chat_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
-    from rag.config import Settings
-    from tests.conftest import demo_docs
-
-    base = tmp_path_factory.mktemp("ui-chat")
-    docs = demo_docs(base / "docs")
-    (docs / "tricks.md").write_text("The quokka manual: quokkas sleep by day. <script>alert('x')</script> "
-                                    "[click here](javascript:alert(1)) ![img](http://example.invalid/x.png)", encoding="utf-8")
-    Ingestor(Settings.resolve({"index_dir": base / "index"}, env={}), embedder=embedder, progress=False).run([docs])
-    return base / "index"
+def _open(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("RAG_INDEX", str(index_dir))
+    return AppTest.from_file(UI, default_timeout=120).run()
 
 
 def _ask(app: AppTest, question: str) -> AppTest:
@@ -52,34 +37,215 @@ def _markdown(app: AppTest) -> str:
     return "\n".join(m.value for m in app.markdown)
 
 
-def test_chat_answers_with_citation_buttons_that_open_the_source(chat_index: Path, monkeypatch):
-    monkeypatch.setenv("RAG_INDEX", str(chat_index))
-    app = AppTest.from_file(UI, default_timeout=120).run()
+def _plain(elements) -> str:
+    """The text of these elements with Markdown escapes removed."""
+    return "\n".join(e.value for e in elements).replace("\\", "")
+
+
+@pytest.fixture(scope="module")
+def chat_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    base = tmp_path_factory.mktemp("ui-chat")
+    docs = demo_docs(base / "docs")
+    (docs / "tricks.md").write_text("The quokka manual: quokkas sleep by day. <script>alert('x')</script> "
+                                    "[click here](javascript:alert(1)) ![img](http://example.invalid/x.png)", encoding="utf-8")
+    Ingestor(Settings.resolve({"index_dir": base / "index"}, env={}), embedder=embedder, progress=False).run([docs])
+    return base / "index"
+
+
+@pytest.fixture
+def own_index(tmp_path: Path, chat_index: Path) -> Path:
+    """A copy of the chat index that a test may change (settings, feedback, deletions)."""
+    shutil.copytree(chat_index, tmp_path / "index", ignore=shutil.ignore_patterns(PREFERENCES_FILE, "feedback.sqlite"))
+    return tmp_path / "index"
+
+
+# the knowledge base ------------------------------------------------------------------------------
+def test_documents_tab_lists_files_with_failures(tmp_path: Path, ingestor: Ingestor, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "guide.md").write_text("The lantern charges in ten hours.", encoding="utf-8")
+    (docs / "broken.pdf").write_bytes(b"")
+    ingestor.run([docs])
+    app = _open(ingestor.settings.index_dir, monkeypatch)
+    assert not app.exception
+    assert [m.value for m in app.metric] == ["1", "1", "1"]
+    table = app.dataframe[0].value
+    rows = {name: (s, e) for name, s, e in zip(table["file"], table["status"], table["problem"])}
+    assert rows == {"guide.md": ("ok", ""), "broken.pdf": ("failed", "empty file (0 bytes)")}
+
+
+def test_without_an_index_the_chat_points_to_the_documents_tab(tmp_path: Path, monkeypatch):
+    app = _open(tmp_path / "nothing", monkeypatch)
+    assert not app.exception
+    assert "add documents in the Documents tab" in app.info[0].value
+    assert app.file_uploader and not app.metric
+
+
+def test_upload_saves_safe_names_rejects_bad_files_and_ingests(tmp_path: Path, monkeypatch):
+    config = tmp_path / "rag.toml"
+    config.write_text("max_upload_mb = 1\n", encoding="utf-8")
+    monkeypatch.setenv("RAG_CONFIG", str(config))
+    write_pdf(tmp_path / "guide.pdf", [["Intro page."], ["The lantern charges in ten hours from the sun."]])
+    index_dir = tmp_path / "index"
+    app = _open(index_dir, monkeypatch)
+    app.file_uploader[0].set_value([
+        ("../../escape.md", "Quokkas sleep by day in the shade.".encode(), "text/markdown"),
+        ("年报 2024.pdf", (tmp_path / "guide.pdf").read_bytes(), "application/pdf"),
+        ("setup.exe", b"MZ...", "application/octet-stream"),
+        ("huge.txt", b"x" * (1024 * 1024 + 1), "text/plain"),
+    ])
+    app = app.run().button(key="ingest-uploads").click().run()
+    assert not app.exception
+    assert sorted(p.name for p in (index_dir / UPLOADS).iterdir()) == ["escape.md", "年报 2024.pdf"]
+    assert not (tmp_path / "escape.md").exists()
+    warnings = _plain(app.warning).splitlines()
+    assert any("setup.exe" in w and "unsupported file type" in w for w in warnings)
+    assert any("huge.txt" in w and "over the 1 MB limit" in w for w in warnings)
+    assert "2 added" in app.success[0].value
+    assert [m.value for m in app.metric] == ["2", "3", "3"]  # files, pages, chunks
+    assert not app.file_uploader[0].value  # emptied after the ingest
+
+
+def test_ingest_a_server_folder_and_report_its_failures(tmp_path: Path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text("The lantern charges in ten hours.", encoding="utf-8")
+    (docs / "locked.pdf").write_bytes(b"%PDF-1.4 garbage")
+    app = _open(tmp_path / "index", monkeypatch)
+    app.text_input(key="folder").set_value(str(docs))
+    app = app.run().button(key="ingest-folder").click().run()
+    assert "1 added" in app.warning[0].value and "1 failed" in app.warning[0].value
+    assert "locked.pdf: corrupt or truncated PDF" in _plain(app.error)
+    app.text_input(key="folder").set_value(str(tmp_path / "missing"))
+    app = app.run().button(key="ingest-folder").click().run()
+    assert "missing: not a folder" in _plain(app.error)
+
+
+def test_delete_and_reingest_documents(own_index: Path, monkeypatch):
+    app = _open(own_index, monkeypatch)
+    guide = next(f.path for f in Index.open(own_index).files() if f.path.endswith("lumen-l2-guide.pdf"))
+    app = app.multiselect(key="chosen").set_value([guide]).run().button(key="reingest").click().run()
+    assert not app.exception and "1 updated" in app.success[0].value
+    app = app.multiselect(key="chosen").set_value([guide]).run().button(key="delete").click().run()
+    assert "lumen-l2-guide.pdf" in app.multiselect(key="chosen").options  # nothing is gone before confirming
+    app = app.button(key="confirm-delete-yes").click().run()
+    assert not app.exception and "Deleted 1" in app.success[0].value
+    index = Index.open(own_index)
+    assert guide not in {f.path for f in index.files()} and Path(guide).exists()  # a user's own file stays on disk
+    assert len(index.dense) == index.manifest["counts"]["chunks"]
     app = _ask(app, "How long does a full charge from the sun take?")
+    assert "lumen-l2-guide.pdf" not in " ".join(b.label for b in app.button)
+
+
+def test_deleting_an_uploaded_document_deletes_the_upload(tmp_path: Path, monkeypatch):
+    app = _open(tmp_path / "index", monkeypatch)
+    app.file_uploader[0].set_value(("notes.md", b"The lantern charges in ten hours.", "text/markdown"))
+    app = app.run().button(key="ingest-uploads").click().run()
+    uploaded = tmp_path / "index" / UPLOADS / "notes.md"
+    assert uploaded.exists()
+    app = app.multiselect(key="chosen").set_value([str(uploaded)]).run().button(key="delete").click().run()
+    app = app.button(key="confirm-delete-yes").click().run()
+    assert not uploaded.exists() and [m.value for m in app.metric] == ["0", "0", "0"]
+
+
+# chat --------------------------------------------------------------------------------------------
+def test_chat_answers_with_citation_buttons_that_open_the_source_with_its_page(chat_index: Path, monkeypatch):
+    app = _ask(_open(chat_index, monkeypatch), "How long does a full charge from the sun take?")
     assert not app.exception
     assert "10 hours" in _markdown(app)
     buttons = [b for b in app.button if b.key and b.key.startswith("cite-0-")]
     assert buttons and "lumen-l2-guide.pdf p.2" in buttons[0].label
+    assert not app.image
     app = buttons[0].click().run()
     text = _markdown(app)
     assert "lumen\\-l2\\-guide\\.pdf, page 2" in text and ":orange-background[" in text
+    assert len(app.image) == 1  # the rendered PDF page
+    assert not any("could not be located" in c.value for c in app.caption)
+    app = app.button(key=buttons[0].key).click().run()  # a second click closes it
+    assert not app.image
 
 
-def test_chat_in_chinese_and_follow_up_history(chat_index: Path, monkeypatch):
-    monkeypatch.setenv("RAG_INDEX", str(chat_index))
-    app = _ask(AppTest.from_file(UI, default_timeout=120).run(), "室外传感器的电池能用多久？")
+def test_chat_in_chinese_follow_up_and_new_chat(chat_index: Path, monkeypatch):
+    app = _ask(_open(chat_index, monkeypatch), "室外传感器的电池能用多久？")
     assert "十二个月" in _markdown(app)
     app = _ask(app, "火星有几颗卫星？")
     assert "您的文档中没有找到答案" in _markdown(app)
-    assert len(app.session_state["turns"]) == 2
+    assert "Nothing close was found." in _plain(app.caption)  # Mars is nowhere near the demo documents
+    assert len(app.session_state["conversation"].answers) == 2
+    assert not app.download_button(key="export").disabled
     app = app.button(key="new-chat").click().run()
-    assert app.session_state["turns"] == []
+    assert app.session_state["conversation"].answers == []
+
+
+def test_follow_up_question_uses_the_history(chat_index: Path, monkeypatch):
+    app = _ask(_open(chat_index, monkeypatch), "How long is the warranty of the Lumen L2 lantern?")
+    app = _ask(app, "And what does it not cover?")
+    conversation = app.session_state["conversation"]
+    assert "Lumen" in conversation.answers[1].standalone_question or "warranty" in conversation.answers[1].standalone_question
 
 
 def test_document_text_is_shown_as_text_never_as_html_or_links(chat_index: Path, monkeypatch):
-    monkeypatch.setenv("RAG_INDEX", str(chat_index))
-    app = _ask(AppTest.from_file(UI, default_timeout=120).run(), "When do quokkas sleep according to the quokka manual?")
+    app = _ask(_open(chat_index, monkeypatch), "When do quokkas sleep according to the quokka manual?")
     text = _markdown(app)
     assert "quokkas sleep by day" in text.replace("\\", "")
     assert "<script>" not in text and "](javascript" not in text and "![img](" not in text
     assert "\\<script\\>" in text or "script" not in text
+
+
+def test_unsupported_sentences_are_marked_and_backend_errors_are_one_readable_line(own_index: Path, monkeypatch):
+    reply = ("A full charge from the sun takes about 10 hours on a clear summer day [1]. "
+             "The lantern also doubles as a satellite phone with a built-in modem [1].")
+    with FakeLLMServer(lambda messages: reply) as server:
+        app = _open(own_index, monkeypatch)
+        app.selectbox(key="pref-backend").set_value("openai")
+        app = app.run()
+        assert any("Server URL" in w.value for w in app.warning)  # names what is missing
+        app.text_input(key="pref-server_url").set_value(server.base_url)
+        app.text_input(key="pref-server_model").set_value("tiny")
+        app = _ask(app.run(), "How long does a full charge from the sun take?")
+        assert not app.exception
+        answer = _markdown(app)
+        assert ":red-background[The lantern also doubles as a satellite phone" in answer
+        assert ":red-background[A full charge" not in answer
+        assert server.requests
+    app = _ask(app, "How long does a full charge from the sun take?")  # the server is gone now
+    assert not app.exception
+    assert len(app.error) == 1 and app.error[0].value.startswith("Could not answer:") and "\n" not in app.error[0].value
+
+
+def test_settings_apply_to_retrieval_and_persist_per_index(own_index: Path, monkeypatch):
+    app = _open(own_index, monkeypatch)
+    app.radio(key="pref-mode").set_value("bm25")
+    app.slider(key="pref-top_k").set_value(2)
+    app = _ask(app.run(), "How long does a full charge from the sun take?")
+    retrieval = app.session_state["conversation"].answers[0].retrieval
+    assert retrieval.mode is Mode.BM25 and len(retrieval.hits) == 2
+    assert app.toggle(key="pref-fusion").disabled  # fusion applies to hybrid retrieval only
+    saved = json.loads((own_index / PREFERENCES_FILE).read_text(encoding="utf-8"))
+    assert (saved["mode"], saved["top_k"]) == ("bm25", 2)
+    again = _open(own_index, monkeypatch)  # a new session of the same index
+    assert (again.radio(key="pref-mode").value, again.slider(key="pref-top_k").value) == ("bm25", 2)
+    again.radio(key="pref-mode").set_value("hybrid")
+    again = _ask(again.run(), "How long does a full charge from the sun take?")
+    assert again.session_state["conversation"].answers[0].retrieval.mode is Mode.FUSION
+
+
+def test_language_setting_switches_the_interface_to_chinese(own_index: Path, monkeypatch):
+    app = _open(own_index, monkeypatch)
+    assert app.title[0].value == "Your documents"
+    app.selectbox(key="pref-language").set_value("zh")
+    app = app.run()
+    assert app.title[0].value == "我的文档"
+    assert [tab.label for tab in app.tabs] == ["对话", "文档库"]
+
+
+def test_feedback_is_stored_beside_the_index_and_exported_as_eval_cases(own_index: Path, monkeypatch):
+    app = _ask(_open(own_index, monkeypatch), "How long does a full charge from the sun take?")
+    app = app.feedback[0].set_value(1).run()
+    app.text_input(key=f"feedback-{app.session_state['conversation'].id}-0-comment").set_value("exactly right")
+    app = app.run()
+    [case] = FeedbackStore(own_index).cases()
+    assert case["question"] == "How long does a full charge from the sun take?"
+    assert (Path(case["source"]).name, case["page"], case["comment"]) == ("lumen-l2-guide.pdf", 2, "exactly right")
+    app = app.feedback[0].set_value(0).run()  # changing one's mind replaces the vote
+    assert FeedbackStore(own_index).cases() == [] and len(FeedbackStore(own_index).all()) == 1

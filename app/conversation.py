@@ -1,0 +1,52 @@
+"""A chat session's questions and answers, and its export to Markdown with the cited sources."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.pipeline import Answer, Turn
+
+
+@dataclass
+class Conversation:
+    """The exchanges of one chat, in order; ``id`` names it in stored feedback.
+
+    Example:
+        >>> chat = Conversation()
+        >>> chat.add("How long is the warranty?", pipeline.answer("How long is the warranty?"))
+        >>> chat.to_markdown().splitlines()[0]
+        '# Conversation'
+    """
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    questions: list[str] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+
+    def add(self, question: str, answer: Answer) -> int:
+        """Append an exchange; returns its turn number."""
+        self.questions.append(question)
+        self.answers.append(answer)
+        return len(self.answers) - 1
+
+    @property
+    def history(self) -> list[Turn]:
+        return list(zip(self.questions, (a.text for a in self.answers)))
+
+    def to_markdown(self) -> str:
+        """Each question and answer, then the answer's sources with file, page and the quoted sentence.
+
+        Text is exported as written (a Markdown file, not rendered by this app).
+        """
+        lines = ["# Conversation", ""]
+        for question, answer in zip(self.questions, self.answers):
+            lines += [f"## {question}", "", answer.text, ""]
+            if answer.citations:
+                lines.append("Sources:")
+                lines += [f"- [{c.n}] {Path(c.source).name}, page {c.page} ({c.source}): \"{c.quote}\"" for c in answer.citations]
+                lines.append("")
+            elif answer.refused and answer.passages:
+                lines.append("Nearest passages (not used as an answer):")
+                lines += [f"- {Path(p.source).name}, page {p.page}" for p in answer.passages[:3]]
+                lines.append("")
+        return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Render one PDF page as an image with a cited passage marked on it (CPU only, via pypdfium2).
+
+The passage comes from pypdf text that was normalised (NFKC, whitespace collapsed, CJK line breaks
+removed), so it is located in a whitespace-free NFKC copy of pdfium's text layer, not searched verbatim.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+from PIL import Image, ImageDraw
+
+WINDOW = 40  # normalised chars in a fallback window; also the shortest partial match that is marked
+_DROPPED = frozenset("-\u00ad\u2010\u2011")  # hyphens: pypdf text had words hyphenated across lines joined
+_FILL = (255, 190, 0, 96)  # semi-transparent yellow-orange
+
+
+class PageRenderError(RuntimeError):
+    """The page could not be rendered: not a PDF, encrypted, unreadable, or the page does not exist."""
+
+
+@dataclass(frozen=True)
+class PageImage:
+    """A rendered page: ``marked`` when the passage was found in the text layer, ``boxes`` rectangles drawn.
+
+    Example:
+        >>> shot = render_page(Path("guide.pdf"), 2, "A full charge from the sun takes about 10 hours")
+        >>> shot.marked, shot.image.size  # doctest: +SKIP
+        (True, (893, 1263))
+    """
+
+    image: Image.Image
+    marked: bool
+    boxes: int
+
+
+def _normalised(chars: str) -> tuple[str, list[int]]:
+    """NFKC per char with whitespace, control characters and hyphens dropped; map back to char indices."""
+    out: list[str] = []
+    index: list[int] = []
+    for i, char in enumerate(chars):
+        for c in unicodedata.normalize("NFKC", char):
+            if not (c.isspace() or c in _DROPPED or unicodedata.category(c) in ("Cc", "Cf", "Cs")):
+                out.append(c)
+                index.append(i)
+    return "".join(out), index
+
+
+def _find_spans(haystack: str, needle: str) -> list[tuple[int, int]]:
+    """Spans (start, end) of ``haystack`` that match ``needle``: all of it, else its longest prefix and windows."""
+    if not needle:
+        return []
+    if (start := haystack.find(needle)) >= 0:
+        return [(start, start + len(needle))]
+    low, high = 0, len(needle) - 1  # longest prefix found: found prefixes are closed under shortening
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if needle[:mid] in haystack else (low, mid - 1)
+    spans = [(start, start + low)] if low >= WINDOW and (start := haystack.find(needle[:low])) >= 0 else []
+    for offset in range(0, len(needle) - WINDOW + 1, WINDOW // 2):
+        if (start := haystack.find(needle[offset:offset + WINDOW])) >= 0:
+            spans.append((start, start + WINDOW))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def render_page(pdf: Path, page: int, passage: str, scale: float = 1.5) -> PageImage:
+    """Render 1-based ``page`` of ``pdf`` at ``scale`` pixels per PDF point (size: ceil(points × scale)),
+    the passage's characters tinted; raises :class:`PageRenderError` when the page cannot be rendered.
+
+    Example:
+        >>> shot = render_page(Path("guide.pdf"), 2, "A full charge from the sun takes about 10 hours")
+        >>> shot.image.save("page-2.png")  # doctest: +SKIP
+    """
+    try:
+        document = pdfium.PdfDocument(Path(pdf))
+    except FileNotFoundError:
+        raise PageRenderError(f"{pdf}: no such file") from None
+    except pdfium.PdfiumError as exc:
+        code = getattr(exc, "err_code", None)
+        reason = {pdfium_c.FPDF_ERR_PASSWORD: "encrypted (a password is needed)",
+                  pdfium_c.FPDF_ERR_FORMAT: "not a PDF or damaged"}.get(code, str(exc).rstrip("."))
+        raise PageRenderError(f"{pdf}: cannot open: {reason}") from None
+    try:
+        if not 1 <= page <= len(document):
+            raise PageRenderError(f"{pdf}: page {page} is out of range (the document has {len(document)} pages)")
+        try:
+            pdf_page = document[page - 1]
+            bitmap = pdf_page.render(scale=scale)
+            image = bitmap.to_pil().convert("RGB")
+            textpage = pdf_page.get_textpage()
+            codes = (pdfium_c.FPDFText_GetUnicode(textpage.raw, i) for i in range(textpage.count_chars()))
+            chars = "".join(chr(c) if c < 0x110000 else "\ufffd" for c in codes)
+        except (pdfium.PdfiumError, ValueError) as exc:
+            raise PageRenderError(f"{pdf}: page {page} is unreadable: {exc}") from None
+        text, source = _normalised(chars)
+        rects: list[tuple[float, float, float, float]] = []
+        for start, end in _find_spans(text, _normalised(passage)[0]):
+            first, last = source[start], source[end - 1]
+            rects += [textpage.get_rect(i) for i in range(textpage.count_rects(first, last - first + 1))]
+        overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        convert = bitmap.get_posconv(pdf_page)
+        for left, bottom, right, top in rects:
+            (x0, y0), (x1, y1) = convert.to_bitmap(left, top), convert.to_bitmap(right, bottom)
+            draw.rectangle((min(x0, x1) - 1, min(y0, y1) - 1, max(x0, x1) + 1, max(y0, y1) + 1), fill=_FILL)
+        if rects:
+            image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+        return PageImage(image=image, marked=bool(rects), boxes=len(rects))
+    finally:
+        document.close()

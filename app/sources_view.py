@@ -1,0 +1,111 @@
+"""Under each answer: citation buttons, the source panel (passage and page image), nearest passages for a
+refusal, and the retrieval inspector."""
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from app.i18n import Texts
+from app.page_image import PageRenderError, render_page
+from app.safe_markdown import escape, marked
+from rag.generate.prompt import Passage
+from rag.pipeline import Answer, Citation
+
+
+def citations(answer: Answer, turn: int, t: Texts) -> None:
+    """One button per citation (hover: the quote); the clicked one opens its source panel below."""
+    if answer.refused:
+        _nearest(answer.passages, t)
+        return
+    if not answer.citations:
+        return
+    columns = st.columns(min(len(answer.citations), 4))
+    for i, citation in enumerate(answer.citations):
+        label = f"[{citation.n}] {Path(citation.source).name} p.{citation.page}"
+        if columns[i % len(columns)].button(label, key=f"cite-{turn}-{citation.n}", help=citation.quote[:300]):
+            opened = st.session_state.get("open_source")
+            st.session_state["open_source"] = None if opened == (turn, citation.n) else (turn, citation.n)
+    opened = st.session_state.get("open_source")
+    if opened and opened[0] == turn:
+        citation = next((c for c in answer.citations if c.n == opened[1]), None)
+        passage = next((p for p in answer.passages if p.n == opened[1]), None)
+        if citation is not None and passage is not None:
+            source_panel(citation, passage, t)
+
+
+def source_panel(citation: Citation, passage: Passage, t: Texts) -> None:
+    with st.container(border=True, key=f"source-panel-{citation.n}"):
+        st.markdown("**" + escape(t("source", n=citation.n, file=Path(citation.source).name, page=citation.page)) + "**")
+        st.caption(escape(citation.source))
+        text_column, page_column = st.columns([1, 1])
+        text_column.markdown(marked(passage.text, [citation.quote], "orange"))
+        if Path(citation.source).suffix.lower() == ".pdf":
+            with page_column:
+                _page_image(citation, passage.text, t)
+
+
+def _page_image(citation: Citation, passage: str, t: Texts) -> None:
+    path = Path(citation.source)
+    try:
+        png, was_marked = _rendered_page(str(path), path.stat().st_mtime_ns, citation.page, citation.quote, passage)
+    except (OSError, PageRenderError) as exc:
+        st.caption(escape(t("page_unavailable", reason=exc)))
+        return
+    st.image(png, width="stretch")
+    if not was_marked:
+        st.caption(t("page_not_marked"))
+
+
+@st.cache_resource
+def _pdfium_lock() -> threading.Lock:
+    """pdfium is not thread-safe and sessions run in threads: one render at a time per server."""
+    return threading.Lock()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _rendered_page(path: str, mtime_ns: int, page: int, quote: str, passage: str) -> tuple[bytes, bool]:
+    """The page as PNG with the quote marked, or else the whole passage; ``mtime_ns`` keys the cache."""
+    with _pdfium_lock():
+        image = render_page(Path(path), page, quote)
+        if not image.marked:
+            image = render_page(Path(path), page, passage)
+    buffer = io.BytesIO()
+    image.image.save(buffer, format="PNG")
+    return buffer.getvalue(), image.marked
+
+
+def _nearest(passages: list[Passage], t: Texts) -> None:
+    if not passages:
+        st.caption(t("nothing_close"))
+        return
+    st.caption(t("nearest"))
+    for passage in passages[:3]:
+        with st.container(border=True):
+            st.markdown(f"**{escape(Path(passage.source).name)}**, p. {passage.page}")
+            st.markdown(escape(passage.text[:400]))
+
+
+def inspector(answer: Answer, t: Texts) -> None:
+    """Every passage retrieved, its score from each ranked list (and which query variant found it), timings."""
+    retrieval = answer.retrieval
+    if retrieval is None:
+        return
+    with st.expander(t("inspector")):
+        fusion = "-" if retrieval.fusion_ran is None else ("✓" if retrieval.fusion_ran else "✗")
+        if retrieval.gate_reason:
+            fusion += f" ({retrieval.gate_reason})"
+        st.caption(escape(t("inspector_summary", mode=retrieval.mode.value, query=answer.standalone_question,
+                              evidence=answer.evidence, weight=retrieval.dense_weight, fusion=fusion)))
+        st.dataframe(
+            [{"rank": h.rank, "file": Path(h.source).name, "page": h.page, "score": round(h.score, 4),
+              "found by": ", ".join(h.found_by), **{k: round(v, 4) for k, v in h.scores.items()},
+              "text": h.text[:160]} for h in retrieval.hits],
+            width="stretch", hide_index=True,
+        )
+        if retrieval.variants:
+            st.caption(t("variants"))
+            st.dataframe([{"variant": v.name, "text": v.text} for v in retrieval.variants], hide_index=True)
+        st.caption(t("timings") + ": " + ", ".join(f"{k} {v:.0f}" for k, v in retrieval.timings.items()))
