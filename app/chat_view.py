@@ -27,13 +27,15 @@ def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t
     export.download_button(t("export"), conversation.to_markdown(), file_name="conversation.md", mime="text/markdown",
                            key="export", disabled=not conversation.answers, icon=":material/download:")
     store = FeedbackStore(index_dir)
-    for turn, (question, answer) in enumerate(zip(conversation.questions, conversation.answers)):
-        st.chat_message("user").markdown(escape(question))
-        with st.chat_message("assistant"):
-            _answer_block(answer, turn, conversation, store, t)
+    messages = st.container()  # above the input box, which is inline inside a tab
     question = st.chat_input(t("ask"))
-    if question:
-        _ask(question, index, prefs, batch_size, conversation, store, t)
+    with messages:
+        for turn, (asked, answer) in enumerate(zip(conversation.questions, conversation.answers)):
+            st.chat_message("user").markdown(escape(asked))
+            with st.chat_message("assistant"):
+                _answer_block(answer, turn, conversation, store, t)
+        if question:
+            _ask(question, index, prefs, batch_size, conversation, store, t)
 
 
 def _answer_block(answer: Answer, turn: int, conversation: Conversation, store: FeedbackStore, t: Texts,

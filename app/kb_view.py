@@ -108,13 +108,15 @@ def _run_writer(settings: Settings, progress: ProgressCallback | None, action: C
 
 def _documents(settings: Settings, index: Index, t: Texts) -> None:
     files = index.files()
+    st.subheader(t("in_index"))
     st.dataframe(
         [{t("col_file"): Path(f.path).name, t("col_status"): f.status, t("pages"): f.pages, t("chunks"): f.chunks,
           t("col_ingested"): f.ingested_at, t("col_problem"): f.error or "", t("col_folder"): str(Path(f.path).parent)}
          for f in files],
         width="stretch", hide_index=True, key="documents",
     )
-    chosen = st.multiselect(t("manage"), [f.path for f in files], format_func=lambda p: Path(p).name, key="chosen")
+    chosen = st.multiselect(t("manage"), [f.path for f in files], format_func=lambda p: Path(p).name, key="chosen",
+                            placeholder=t("choose"))
     reingest, delete = st.columns(2)
     if reingest.button(t("reingest"), key="reingest", disabled=not chosen, icon=":material/refresh:"):
         _ingest(settings, [Path(p) for p in chosen], t, force=True)

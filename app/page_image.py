@@ -35,6 +35,17 @@ class PageImage:
     image: Image.Image
     marked: bool
     boxes: int
+    area: tuple[int, int, int, int] | None = None
+    """The marked region in pixels (left, top, right, bottom), for zooming in on it."""
+
+    def around_passage(self, margin: float = 0.12) -> Image.Image:
+        """The full-width band of the page around the marked region (``margin``: share of the page height
+        kept above and below), or the whole page when nothing is marked."""
+        if self.area is None:
+            return self.image
+        width, height = self.image.size
+        pad = int(margin * height)
+        return self.image.crop((0, max(0, self.area[1] - pad), width, min(height, self.area[3] + pad)))
 
 
 def _normalised(chars: str) -> tuple[str, list[int]]:
@@ -109,11 +120,15 @@ def render_page(pdf: Path, page: int, passage: str, scale: float = 1.5) -> PageI
         overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
         convert = bitmap.get_posconv(pdf_page)
+        boxes = []
         for left, bottom, right, top in rects:
             (x0, y0), (x1, y1) = convert.to_bitmap(left, top), convert.to_bitmap(right, bottom)
-            draw.rectangle((min(x0, x1) - 1, min(y0, y1) - 1, max(x0, x1) + 1, max(y0, y1) + 1), fill=_FILL)
-        if rects:
-            image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
-        return PageImage(image=image, marked=bool(rects), boxes=len(rects))
+            boxes.append((min(x0, x1) - 1, min(y0, y1) - 1, max(x0, x1) + 1, max(y0, y1) + 1))
+            draw.rectangle(boxes[-1], fill=_FILL)
+        if not boxes:
+            return PageImage(image=image, marked=False, boxes=0)
+        image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+        area = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+        return PageImage(image=image, marked=True, boxes=len(boxes), area=area)
     finally:
         document.close()

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
 from app.i18n import Texts
 from app.page_image import PageRenderError, render_page
@@ -25,22 +26,31 @@ def citations(answer: Answer, turn: int, t: Texts) -> None:
     columns = st.columns(min(len(answer.citations), 4))
     for i, citation in enumerate(answer.citations):
         label = f"[{citation.n}] {Path(citation.source).name} p.{citation.page}"
-        if columns[i % len(columns)].button(label, key=f"cite-{turn}-{citation.n}", help=citation.quote[:300]):
-            opened = st.session_state.get("open_source")
-            st.session_state["open_source"] = None if opened == (turn, citation.n) else (turn, citation.n)
+        columns[i % len(columns)].button(label, key=f"cite-{turn}-{citation.n}", help=citation.quote[:300],
+                                         on_click=_toggle_source, args=((turn, citation.n),))
     opened = st.session_state.get("open_source")
     if opened and opened[0] == turn:
         citation = next((c for c in answer.citations if c.n == opened[1]), None)
         passage = next((p for p in answer.passages if p.n == opened[1]), None)
         if citation is not None and passage is not None:
-            source_panel(citation, passage, t)
+            source_panel(citation, passage, turn, t)
 
 
-def source_panel(citation: Citation, passage: Passage, t: Texts) -> None:
-    with st.container(border=True, key=f"source-panel-{citation.n}"):
+def _toggle_source(wanted: tuple[int, int]) -> None:
+    """Open this citation's panel (closing any other), or close it when it is the open one.
+
+    A callback, so it runs before the rerun draws any answer: an earlier answer's panel is never drawn
+    in the same run as the click that replaces it.
+    """
+    st.session_state["open_source"] = None if st.session_state.get("open_source") == wanted else wanted
+
+
+def source_panel(citation: Citation, passage: Passage, turn: int, t: Texts) -> None:
+    """File, page, the passage with the quoted sentence highlighted and, for a PDF, the page image."""
+    with st.container(border=True, key=f"source-panel-{turn}-{citation.n}"):
         st.markdown("**" + escape(t("source", n=citation.n, file=Path(citation.source).name, page=citation.page)) + "**")
         st.caption(escape(citation.source))
-        text_column, page_column = st.columns([1, 1])
+        text_column, page_column = st.columns([2, 3])
         text_column.markdown(marked(passage.text, [citation.quote], "orange"))
         if Path(citation.source).suffix.lower() == ".pdf":
             with page_column:
@@ -48,15 +58,19 @@ def source_panel(citation: Citation, passage: Passage, t: Texts) -> None:
 
 
 def _page_image(citation: Citation, passage: str, t: Texts) -> None:
+    """The part of the page around the marked passage, and the whole page one click away."""
     path = Path(citation.source)
     try:
-        png, was_marked = _rendered_page(str(path), path.stat().st_mtime_ns, citation.page, citation.quote, passage)
+        band, page, was_marked = _rendered_page(str(path), path.stat().st_mtime_ns, citation.page, citation.quote, passage)
     except (OSError, PageRenderError) as exc:
         st.caption(escape(t("page_unavailable", reason=exc)))
         return
-    st.image(png, width="stretch")
+    st.image(band if was_marked else page, width="stretch")
     if not was_marked:
         st.caption(t("page_not_marked"))
+    else:
+        with st.expander(t("whole_page", page=citation.page)):
+            st.image(page, width="stretch")
 
 
 @st.cache_resource
@@ -66,15 +80,20 @@ def _pdfium_lock() -> threading.Lock:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _rendered_page(path: str, mtime_ns: int, page: int, quote: str, passage: str) -> tuple[bytes, bool]:
-    """The page as PNG with the quote marked, or else the whole passage; ``mtime_ns`` keys the cache."""
+def _rendered_page(path: str, mtime_ns: int, page: int, quote: str, passage: str) -> tuple[bytes, bytes, bool]:
+    """PNGs of the band around the quote (else the whole passage) and of the whole page, and whether
+    anything was marked; ``mtime_ns`` keys the cache."""
     with _pdfium_lock():
         image = render_page(Path(path), page, quote)
         if not image.marked:
             image = render_page(Path(path), page, passage)
+    return _png(image.around_passage()), _png(image.image), image.marked
+
+
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.image.save(buffer, format="PNG")
-    return buffer.getvalue(), image.marked
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _nearest(passages: list[Passage], t: Texts) -> None:

@@ -85,6 +85,19 @@ def test_english_sentence_is_marked_where_it_was_drawn(english: Path) -> None:
     assert abs(int(other[..., 2].mean()) - int(other[..., 0].mean())) < 3
 
 
+def test_around_passage_crops_to_the_marked_band(english: Path) -> None:
+    scale = 2.0
+    shot = render_page(english, 2, ENGLISH, scale=scale)
+    top, bottom = _band([ENGLISH_Y], scale)
+    left, area_top, right, area_bottom = shot.area
+    assert top - 2 <= area_top < area_bottom <= bottom + 2 and left < right
+    crop = shot.around_passage(margin=0.1)
+    pad = int(0.1 * shot.image.size[1])
+    assert crop.size == (shot.image.size[0], min(shot.image.size[1], area_bottom + pad) - max(0, area_top - pad))
+    unmarked = render_page(english, 1, ENGLISH)
+    assert unmarked.area is None and unmarked.around_passage() is unmarked.image
+
+
 def test_image_size_follows_scale(english: Path) -> None:
     shot = render_page(english, 1, "Page one", scale=1.0)
     assert shot.image.size == (ceil(PAGE_W), ceil(PAGE_H))

@@ -159,7 +159,7 @@ def test_chat_answers_with_citation_buttons_that_open_the_source_with_its_page(c
     app = buttons[0].click().run()
     text = _markdown(app)
     assert "lumen\\-l2\\-guide\\.pdf, page 2" in text and ":orange-background[" in text
-    assert len(app.image) == 1  # the rendered PDF page
+    assert len(app.image) == 2  # the band of the page around the passage, and the whole page
     assert not any("could not be located" in c.value for c in app.caption)
     app = app.button(key=buttons[0].key).click().run()  # a second click closes it
     assert not app.image
