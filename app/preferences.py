@@ -5,7 +5,6 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
 
 from rag.config import Settings
 from rag.retrieve import Mode
@@ -100,6 +99,3 @@ class Preferences:
     @property
     def adapter_spec(self) -> str | None:
         return self.adapter.strip() or None if self.llm_spec.startswith("hf:") else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
