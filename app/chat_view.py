@@ -61,6 +61,7 @@ def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conve
         stop = threading.Event()
         final: list[Answer] = []
         placeholder = st.empty()
+        placeholder.caption(t("searching"))  # replaced by the first words of the answer
         try:
             pipeline = resources.answer_pipeline(index, prefs, batch_size)
 

@@ -35,6 +35,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     # chat
     "ask": ("Ask your documents…", "向文档提问…"),
     "new_chat": ("New chat", "新对话"),
+    "searching": ("Searching your documents…", "正在检索文档…"),
     "export": ("Export (Markdown)", "导出（Markdown）"),
     "answering_failed": ("Could not answer: {error}", "无法回答：{error}"),
     "unsupported": ("Marked sentences are not supported by the passages they cite.",
