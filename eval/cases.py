@@ -35,6 +35,8 @@ def load_cases(path: Path) -> Dataset:
         answers = [case["answer"]] if case.get("answer") else []
         queries.append(Query(str(number), question, {"answers": answers, "by_page": bool(case.get("page"))}))
         qrels[str(number)] = {unit: 1}
+    if not queries:
+        raise DatasetError(f"{path}: no cases; write one JSON object per line with question and source (and page)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return Dataset(path.stem, {}, queries, qrels, digest)
 

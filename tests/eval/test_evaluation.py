@@ -103,6 +103,12 @@ def test_synthetic_cases_are_labelled_and_retrievable(user_index: Path, tmp_path
     assert report["n_queries"] == 4 and report["modes"]["bm25"]["recall@10"] == 1.0
 
 
+def test_an_empty_cases_file_is_one_clear_error(tmp_path: Path):
+    (tmp_path / "cases.jsonl").write_text("\n", encoding="utf-8")  # e.g. `rag feedback` before any thumbs-up
+    with pytest.raises(DatasetError, match="cases.jsonl: no cases"):
+        evaluate_cases(tmp_path / "cases.jsonl", Settings.resolve({"index_dir": tmp_path / "index"}, env={}), [Mode.BM25])
+
+
 def _rag(*args: str, cwd: Path, env_cache: Path) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "RAG_CACHE": str(env_cache), "HOME": str(env_cache)}
     return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
