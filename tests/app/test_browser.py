@@ -122,6 +122,8 @@ def test_interface_follows_a_chinese_browser(ui_url: str, browser):
     page.goto(ui_url)
     page.get_by_text("我的文档").wait_for()
     page.get_by_role("tab", name="文档库").click()
-    page.get_by_text("添加文档").wait_for()
+    page.get_by_text("添加文档", exact=True).wait_for()
+    page.get_by_test_id("stFileUploaderDropzone").wait_for()  # widgets drawn, not their placeholders
+    page.get_by_text("上传文件（PDF、Word、HTML、Markdown、文本；每个不超过 200 MB）").wait_for()
     page.screenshot(path=str(SHOTS / "ui-zh-interface.png"), full_page=True)
     page.close()
