@@ -139,7 +139,7 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         with IndexWriter(self.settings.index_dir, self.embedder.spec, lock_wait=self._lock_wait) as writer:
-            next_chunk_id = max(int(writer.live_manifest.get("next_chunk_id", 0)), writer.store.next_chunk_id())
+            next_chunk_id = writer.next_chunk_id()
             for path in paths:
                 if writer.store.file(path) is None:
                     report.failed.append({"path": path, "reason": "not in the index"})
@@ -178,7 +178,7 @@ class _Run:
         self.rechunk = bool(live_chunker) and live_chunker != ingestor.chunker.describe()
         self.reread = self.rechunk or force
         """Read every visited file again, whatever its size, mtime or hash say."""
-        self.next_id = max(int(writer.live_manifest.get("next_chunk_id", 0)), writer.store.next_chunk_id())
+        self.next_id = writer.next_chunk_id()
         self.poorly_embedded: list[str] = []
 
     def fail(self, path: str, reason: str) -> None:

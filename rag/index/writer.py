@@ -102,6 +102,10 @@ class IndexWriter:
     def changed(self) -> bool:
         return self._staged
 
+    def next_chunk_id(self) -> int:
+        """The first chunk id this index has never used (ids of removed chunks are not reused)."""
+        return max(int(self.live_manifest.get("next_chunk_id", 0)), self.store.next_chunk_id())
+
     # vectors ---------------------------------------------------------------------------------
     def _dense_index(self) -> DenseIndex | None:
         if not self._dense_loaded:
