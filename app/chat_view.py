@@ -12,7 +12,7 @@ from app import resources, sources_view
 from app.conversation import Conversation
 from app.i18n import Texts
 from app.preferences import Preferences
-from app.safe_markdown import escape, marked
+from app.safe_markdown import escape, marked, one_line
 from rag.feedback import Feedback, FeedbackStore
 from rag.index import Index
 from rag.pipeline import Answer
@@ -74,17 +74,12 @@ def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conve
 
             placeholder.write_stream(pieces())
         except Exception as exc:  # any backend failure is a message in the chat, never a stack trace
-            placeholder.error(t("answering_failed", error=_one_line(exc)))
+            placeholder.error(t("answering_failed", error=one_line(exc)))
             return
         finally:
             stop.set()  # a rerun (the user clicked elsewhere) interrupts the stream: stop the model too
         answer = final[0]
         _answer_block(answer, conversation.add(question, answer), conversation, store, t, text_slot=placeholder)
-
-
-def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:400]
 
 
 def _feedback(answer: Answer, turn: int, conversation: Conversation, store: FeedbackStore, t: Texts) -> None:

@@ -298,12 +298,11 @@ def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: 
 @click.pass_context
 def feedback(ctx: click.Context, index_dir: Path | None, out: Path | None) -> None:
     """Export the UI's thumbs-up answers as evaluation cases (JSONL) for `rag eval CASES --index`."""
-    from rag.feedback import FeedbackStore
+    from rag.feedback import FeedbackStore, as_cases, to_jsonl
 
-    store = FeedbackStore(_settings(ctx, index_dir=index_dir).index_dir)
-    votes = store.all()
-    cases = store.cases()
-    text = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases)
+    votes = FeedbackStore(_settings(ctx, index_dir=index_dir).index_dir).all()
+    cases = as_cases(votes)
+    text = to_jsonl(cases)
     if out:
         out.write_text(text, encoding="utf-8")
     else:

@@ -1,7 +1,6 @@
 """The documents tab: what the knowledge base holds, adding (upload or folder), re-ingesting, deleting."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -9,11 +8,11 @@ import streamlit as st
 
 from app import resources
 from app.i18n import Texts
-from app.safe_markdown import escape
+from app.safe_markdown import escape, one_line
 from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
 from ingest.pipeline import UNKNOWN_TOKEN_WARNING, IngestReport, Ingestor, ProgressCallback
 from rag.config import Settings
-from rag.feedback import FeedbackStore
+from rag.feedback import FeedbackStore, to_jsonl
 from rag.index import Index
 
 
@@ -102,7 +101,7 @@ def _run_writer(settings: Settings, progress: ProgressCallback | None, action: C
     try:
         return action(ingestor)
     except Exception as exc:  # the index stays as it was; say why in one line
-        _tell("error", escape(t("busy", error=" ".join(str(exc).split()))))
+        _tell("error", escape(t("busy", error=one_line(exc))))
         return None
 
 
@@ -148,6 +147,5 @@ def _delete(settings: Settings, paths: list[str], t: Texts) -> None:
 def _feedback_export(index_dir: Path, t: Texts) -> None:
     cases = FeedbackStore(index_dir).cases()
     if cases:
-        st.download_button(t("feedback_export", n=len(cases)),
-                           "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases),
+        st.download_button(t("feedback_export", n=len(cases)), to_jsonl(cases),
                            file_name="feedback-cases.jsonl", mime="application/jsonl", key="feedback-export")

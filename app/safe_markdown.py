@@ -28,3 +28,8 @@ def marked(text: str, spans: Sequence[str], color: str) -> str:
         position = end
     pieces.append(escape(text[position:]))
     return "".join(pieces)
+
+
+def one_line(error: Exception, limit: int = 400) -> str:
+    """An error as one line for the page: whitespace collapsed, at most ``limit`` characters."""
+    return (" ".join(str(error).split()) or type(error).__name__)[:limit]

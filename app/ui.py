@@ -20,13 +20,17 @@ from rag.retrieve import Mode
 
 
 def current_preferences(index_dir: Path, settings: Settings) -> Preferences:
-    """The sidebar's values: saved ones seed a new session; a change is saved for this index."""
-    saved = Preferences.load(index_dir, settings)
-    for field in fields(Preferences):
+    """The sidebar's values: saved ones seed a new session (the file is read once per session); a change
+    is saved for this index."""
+    saved: Preferences | None = st.session_state.get("prefs-saved")
+    if saved is None:
+        saved = st.session_state["prefs-saved"] = Preferences.load(index_dir, settings)
+    for field in fields(Preferences):  # also after a run that drew no sidebar, whose widget state is gone
         st.session_state.setdefault(f"pref-{field.name}", getattr(saved, field.name))
     prefs = Preferences(**{f.name: st.session_state[f"pref-{f.name}"] for f in fields(Preferences)}).validated()
     if prefs != saved:
         prefs.save(index_dir)
+        st.session_state["prefs-saved"] = prefs
     return prefs
 
 

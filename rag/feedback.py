@@ -9,7 +9,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 FEEDBACK_FILE = "feedback.sqlite"
 
@@ -89,12 +89,22 @@ class FeedbackStore:
                 for c, t, q, a, cites, r, rating, comment, stamp in rows]
 
     def cases(self) -> list[dict[str, Any]]:
-        """Up-voted, cited answers as ``rag eval`` cases: the question with its first cited file and page.
+        """Up-voted, cited answers as ``rag eval`` cases (see :func:`as_cases`)."""
+        return as_cases(self.all())
 
-        Down-votes and refusals carry no known-good source, so they are not cases (see :meth:`all`).
-        """
-        return [
-            {"question": f.question, "source": f.citations[0]["source"], "page": f.citations[0]["page"],
-             "quote": f.citations[0].get("quote", ""), "comment": f.comment}
-            for f in self.all() if f.rating == 1 and f.citations and not f.refused
-        ]
+
+def as_cases(feedback: Sequence[Feedback]) -> list[dict[str, Any]]:
+    """Up-voted, cited answers as ``rag eval`` cases: the question with its first cited file and page.
+
+    Down-votes and refusals carry no known-good source, so they are not cases.
+    """
+    return [
+        {"question": f.question, "source": f.citations[0]["source"], "page": f.citations[0]["page"],
+         "quote": f.citations[0].get("quote", ""), "comment": f.comment}
+        for f in feedback if f.rating == 1 and f.citations and not f.refused
+    ]
+
+
+def to_jsonl(cases: Sequence[dict[str, Any]]) -> str:
+    """One JSON object per line, as ``rag eval CASES.jsonl`` reads them."""
+    return "".join(json.dumps(case, ensure_ascii=False) + "\n" for case in cases)
