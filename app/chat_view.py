@@ -50,8 +50,12 @@ def _answer_block(answer: Answer, turn: int, conversation: Conversation, store: 
 
 
 def _answer_markdown(answer: Answer) -> str:
-    """The answer as escaped text with the sentences the citation check could not support marked red."""
-    return marked(answer.text, answer.unsupported, "red")
+    """The answer as escaped text with the sentences the citation check could not support marked red,
+    under its header (in italics) when it quotes documents in another language."""
+    if not answer.header:
+        return marked(answer.text, answer.unsupported, "red")
+    body = answer.text.removeprefix(answer.header).lstrip("\n")
+    return f"_{escape(answer.header)}_\n\n{marked(body, answer.unsupported, 'red')}"
 
 
 def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conversation: Conversation,

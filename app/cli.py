@@ -18,6 +18,11 @@ from rag.retrieve.retriever import Mode
 
 EXIT_FATAL = 1
 
+embedder_option = click.option(
+    "--embedder", "embed_model",
+    help="e5-small (multilingual, the default for new indexes) | minilm (English only, faster ingest) | a "
+         "sentence-transformers model folder [env RAG_EMBED_MODEL]. An existing index keeps its own.")
+
 
 def _settings(ctx: click.Context, **flags: Any) -> Settings:
     try:
@@ -51,9 +56,10 @@ def main() -> None:
               help="Seconds to wait for another writer of the same index before giving up.")
 @click.option("--chunk-size", type=int, help="Chunk size in estimated tokens [default 200].")
 @click.option("--chunk-overlap", type=int, help="Chunk overlap in estimated tokens [default 30].")
+@embedder_option
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, prune: bool, as_json: bool,
-           lock_wait: float, chunk_size: int | None, chunk_overlap: int | None) -> None:
+           lock_wait: float, chunk_size: int | None, chunk_overlap: int | None, embed_model: str | None) -> None:
     """Add new and changed files under PATHS to the index (PDF, TXT, MD, HTML, DOCX).
 
     Unchanged files are skipped, changed ones replaced; the index changes all at once or not at all.
@@ -65,7 +71,8 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
     from rag.embed import EmbedderError
     from rag.index import EmbedderMismatchError, IndexLockedError, IndexNotFoundError
 
-    settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                         embed_model=embed_model)
     try:
         report = Ingestor(settings, lock_wait=lock_wait).run(list(paths), prune=prune)
     except (IndexLockedError, EmbedderMismatchError, EmbedderError, IndexNotFoundError) as exc:
@@ -133,16 +140,17 @@ def _print_hits(result: Any) -> None:
 @click.option("--window", type=click.IntRange(0, 5), default=0, help="Add N neighbouring chunks either side as context.")
 @click.option("--rerank/--no-rerank", default=True, help="Apply the cross-encoder set by RAG_RERANKER (if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@embedder_option
 @click.pass_context
 def search(ctx: click.Context, query: str | None, index_dir: Path | None, mode: str, k: int, queries_file: Path | None,
            paths: tuple[str, ...], languages: tuple[str, ...], pages: str | None, window: int, rerank: bool,
-           as_json: bool) -> None:
+           as_json: bool, embed_model: str | None) -> None:
     """Find the passages that best match QUERY (English or Chinese)."""
     from rag.retrieve import Filters
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give a QUERY or --queries FILE (not both)", ctx)
-    settings = _settings(ctx, index_dir=index_dir)
+    settings = _settings(ctx, index_dir=index_dir, embed_model=embed_model)
     try:
         filters = Filters.parse(paths, languages, pages)
     except ValueError as exc:
@@ -167,9 +175,10 @@ def search(ctx: click.Context, query: str | None, index_dir: Path | None, mode: 
 @click.option("--questions", "questions_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Answer every question in FILE (a line of text, or JSONL with \"question\"); one JSON line out each.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@embedder_option
 @click.pass_context
 def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: str | None, adapter: str | None,
-        mode: str, k: int, questions_file: Path | None, as_json: bool) -> None:
+        mode: str, k: int, questions_file: Path | None, as_json: bool, embed_model: str | None) -> None:
     """Answer QUESTION from your documents, citing file and page; says so when they do not hold the answer."""
     from rag.generate.base import GenerationError
     from rag.generate.factory import make_generator
@@ -177,7 +186,7 @@ def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: s
 
     if (question is None) == (questions_file is None):
         raise click.UsageError("give a QUESTION or --questions FILE (not both)", ctx)
-    settings = _settings(ctx, index_dir=index_dir, llm=llm, adapter=adapter)
+    settings = _settings(ctx, index_dir=index_dir, llm=llm, adapter=adapter, embed_model=embed_model)
     retriever = _open_retriever(settings)
     try:
         generator = make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
@@ -234,9 +243,10 @@ def _open_retriever(settings: Settings) -> Any:
               help="Questions answered (extractive) for answer metrics when the dataset has gold answers.")
 @click.option("--compare", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Compare two report.json files.")
 @click.option("--synthetic", type=click.IntRange(1), help="Write N question/passage cases from --index as JSONL (to --out or stdout).")
+@embedder_option
 @click.pass_context
 def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: Path | None, as_json: bool,
-             index_dir: Path | None, answer_sample: int, compare: tuple[Path, Path] | None, synthetic: int | None) -> None:
+             index_dir: Path | None, answer_sample: int, compare: tuple[Path, Path] | None, synthetic: int | None, embed_model: str | None) -> None:
     """Measure retrieval (nDCG, recall, MRR, MAP, latency) per mode on a BEIR folder or your own JSONL cases."""
     from eval.beir import DatasetError
 
@@ -246,7 +256,7 @@ def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: 
         comparison = compare_reports(*(json.loads(p.read_text(encoding="utf-8")) for p in compare))
         click.echo(json.dumps(comparison, ensure_ascii=False) if as_json else render(comparison))
         return
-    settings = _settings(ctx, index_dir=index_dir)
+    settings = _settings(ctx, index_dir=index_dir, embed_model=embed_model)
     if synthetic:
         from eval.synthetic import synthetic_cases
 

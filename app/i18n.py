@@ -61,9 +61,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "embedder": ("Index {index} ({generation}); embedder {name}, {dimension} dimensions",
                  "索引 {index}（{generation}）；向量模型 {name}，{dimension} 维"),
     "unk_warning": ("{share:.0%} of the indexed text is unknown to the embedder, so dense search is weak for it "
-                    "(Chinese under an English model); set RAG_EMBED_MODEL to a multilingual model.",
+                    "(Chinese under an English model); ingest it into a new index with the multilingual default "
+                    "embedder: rag ingest FOLDER --index NEW --embedder e5-small",
                     "已索引文本中有 {share:.0%} 不在向量模型的词表里（英文模型处理中文），向量检索对这部分效果很弱；"
-                    "请将 RAG_EMBED_MODEL 设为多语言模型。"),
+                    "请用多语言默认模型重新建索引：rag ingest 文件夹 --index 新索引 --embedder e5-small"),
     "add": ("Add documents", "添加文档"),
     "upload": ("Upload files (PDF, Word, HTML, Markdown, text; up to {limit} MB each)",
                "上传文件（PDF、Word、HTML、Markdown、文本；每个不超过 {limit} MB）"),
@@ -74,6 +75,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "rejected": ("{name}: {reason}", "{name}：{reason}"),
     "progress_files": ("Reading files {done}/{total}", "读取文件 {done}/{total}"),
     "progress_embedding": ("Embedding passages {done}/{total}", "向量化段落 {done}/{total}"),
+    "progress_rate": (" · {rate:.1f} passages/s, about {left} left", " · 每秒 {rate:.1f} 段，约剩 {left}"),
     "ingested": ("Done: {added} added, {updated} updated, {unchanged} unchanged, {failed} failed; {pages} pages, {chunks} chunks.",
                  "完成：新增 {added}，更新 {updated}，未变 {unchanged}，失败 {failed}；{pages} 页，{chunks} 个段落。"),
     "failed_file": ("{path}: {reason}", "{path}：{reason}"),

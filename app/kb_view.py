@@ -1,6 +1,7 @@
 """The documents tab: what the knowledge base holds, adding (upload or folder), re-ingesting, deleting."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -79,9 +80,16 @@ def _ingest(settings: Settings, paths: Sequence[Path], t: Texts, force: bool = F
     """Ingest with a progress bar; the outcome is shown after the rerun that shows the new index."""
     if paths:
         bar = st.progress(0.0)
+        started: dict[str, float] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
-            bar.progress(done / total if total else 1.0, text=t(f"progress_{stage}", done=done, total=total))
+            now = time.monotonic()
+            text = t(f"progress_{stage}", done=done, total=total)
+            elapsed = now - started.setdefault(stage, now)
+            if stage == "embedding" and done and elapsed > 0:
+                rate = done / elapsed
+                text += t("progress_rate", rate=rate, left=_duration((total - done) / rate))
+            bar.progress(done / total if total else 1.0, text=text)
 
         report = _run_writer(settings, progress, lambda ingestor: ingestor.run(paths, force=force), t)
         if report is not None:
@@ -93,10 +101,16 @@ def _ingest(settings: Settings, paths: Sequence[Path], t: Texts, force: bool = F
     st.rerun()
 
 
+def _duration(seconds: float) -> str:
+    """``42 s`` or ``3 min 05 s``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
 def _run_writer(settings: Settings, progress: ProgressCallback | None, action: Callable[[Ingestor], IngestReport],
                 t: Texts) -> IngestReport | None:
     """Run ``action`` with an ingestor that shares the UI's embedder; a busy or broken index is a message."""
-    ingestor = Ingestor(settings, embedder=resources.embedder(settings.embed_model, settings.embed_batch_size),
+    ingestor = Ingestor(settings, embedders=resources.embedder,
                         progress=False, lock_wait=30.0, on_progress=progress)
     try:
         return action(ingestor)

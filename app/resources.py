@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.preferences import Preferences
-from rag.embed import Embedder
+from rag.embed import Embedder, load_embedder
 from rag.generate.base import Generator
 from rag.index import Index
 from rag.index.generations import live_generation
@@ -32,7 +32,7 @@ def _index(generation: str) -> Index:
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
 def embedder(name: str, batch_size: int) -> Embedder:
-    return Embedder(name, batch_size=batch_size)
+    return load_embedder(name, batch_size=batch_size)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the retriever…")

@@ -1,13 +1,13 @@
 """Hybrid search latency at N chunks: ours against LangChain's EnsembleRetriever, same data, same script.
 
     .venv/bin/pip install -e '.[bench]'
-    PYTHONPATH=. .venv/bin/python bench/hybrid_latency.py [N=100000] [QUERIES=100]
+    PYTHONPATH=. .venv/bin/python bench/hybrid_latency.py [N=100000] [QUERIES=100] [EMBEDDER=e5-small]
 
 Passages are real text: overlapping two-sentence windows of the SciFact, RGB-zh and CMRC2018 corpora
 (English and Chinese), cycled until there are N. Both systems get the same vectors per passage: random
 unit vectors, since an exact (flat) search costs the same whatever the values, and embedding 100k
-passages would take an hour on this machine. Queries are real SciFact and RGB-zh questions, embedded
-by the packaged MiniLM in both systems. The baseline is EnsembleRetriever(BM25Retriever, FAISS
+passages would take hours on this machine. Queries are real SciFact and RGB-zh questions, embedded
+by the default multilingual-e5-small (or EMBEDDER) in both systems. The baseline is EnsembleRetriever(BM25Retriever, FAISS
 retriever), weights 0.5/0.5, k=10, with our tokenizer as BM25Retriever's preprocess function so both
 see the same tokens. Prints p50/p95 per system and the ratio.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embed import Embedder
+from rag.embed import Role, load_embedder
 from rag.index import ChunkRow, FileRecord, Index, IndexWriter
 from rag.retrieve import Mode, Retriever
 from rag.text import BM25Tokenizer
@@ -51,8 +51,8 @@ def queries(n: int) -> list[str]:
     return texts
 
 
-def build_ours(folder: Path, texts: list[str], vectors: np.ndarray, tokenizer: BM25Tokenizer) -> Path:
-    with IndexWriter(folder, "all-MiniLM-L6-v2") as writer:
+def build_ours(folder: Path, texts: list[str], vectors: np.ndarray, tokenizer: BM25Tokenizer, embedder: str) -> Path:
+    with IndexWriter(folder, embedder) as writer:
         per_file = 1000
         for start in range(0, len(texts), per_file):
             part = texts[start : start + per_file]
@@ -62,7 +62,7 @@ def build_ours(folder: Path, texts: list[str], vectors: np.ndarray, tokenizer: B
             writer.replace_file(FileRecord(path, f"{start:064x}", 0, 0, 1, len(rows)), [(1, "")], rows,
                                 vectors[start : start + len(part)])
         writer.commit({"chunker": {}, "next_chunk_id": len(texts)},
-                      describe_embedder=lambda: {"name": "all-MiniLM-L6-v2", "dimension": 384, "normalize": True})
+                      describe_embedder=lambda: {"name": embedder, "dimension": 384, "normalize": True})
     return folder
 
 
@@ -71,7 +71,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
 
 
-def main(n: int, n_queries: int) -> None:
+def main(n: int, n_queries: int, embedder_name: str) -> None:
     from langchain_classic.retrievers import EnsembleRetriever
     from langchain_community.retrievers import BM25Retriever
     from langchain_community.vectorstores import FAISS
@@ -81,24 +81,24 @@ def main(n: int, n_queries: int) -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(n, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    tokenizer, embedder = BM25Tokenizer(), Embedder()
-    embedder.encode(["warm up"])
+    tokenizer, embedder = BM25Tokenizer(), load_embedder(embedder_name)
+    embedder.encode(["warm up"], Role.QUERY)
 
-    class MiniLM(Embeddings):
+    class SameEmbedder(Embeddings):
         def embed_documents(self, docs: list[str]) -> list[list[float]]:
-            return embedder.encode(docs).tolist()
+            return embedder.encode(docs, Role.PASSAGE).tolist()
 
         def embed_query(self, text: str) -> list[float]:
-            return embedder.encode([text])[0].tolist()
+            return embedder.encode([text], Role.QUERY)[0].tolist()
 
     work = Path(tempfile.mkdtemp(prefix="rag-latency-"))
     try:
         started = time.perf_counter()
-        ours = Retriever(Index.open(build_ours(work / "index", texts, vectors, tokenizer)), embedder, tokenizer)
+        ours = Retriever(Index.open(build_ours(work / "index", texts, vectors, tokenizer, embedder.name)), embedder, tokenizer)
         build_ours_s = time.perf_counter() - started
         started = time.perf_counter()
         bm25 = BM25Retriever.from_texts(texts, preprocess_func=tokenizer.tokenize, k=10)
-        store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), MiniLM())
+        store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), SameEmbedder())
         ensemble = EnsembleRetriever(retrievers=[bm25, store.as_retriever(search_kwargs={"k": 10})], weights=[0.5, 0.5])
         build_theirs_s = time.perf_counter() - started
         for question in questions[:3]:  # warm both
@@ -116,7 +116,7 @@ def main(n: int, n_queries: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
     (o50, o95), (t50, t95) = percentiles(ours_ms), percentiles(theirs_ms)
     print(json.dumps({
-        "chunks": n, "queries": len(questions),
+        "chunks": n, "queries": len(questions), "embedder": embedder.name,
         "ours_hybrid_p50_ms": round(o50, 2), "ours_hybrid_p95_ms": round(o95, 2),
         "langchain_ensemble_p50_ms": round(t50, 2), "langchain_ensemble_p95_ms": round(t95, 2),
         "p50_ratio_langchain_over_ours": round(t50 / o50, 1),
@@ -125,4 +125,5 @@ def main(n: int, n_queries: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, int(sys.argv[2]) if len(sys.argv) > 2 else 100)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, int(sys.argv[2]) if len(sys.argv) > 2 else 100,
+         sys.argv[3] if len(sys.argv) > 3 else "e5-small")

@@ -18,6 +18,7 @@ from pathlib import Path
 from eval.beir import Dataset
 from ingest.pipeline import Ingestor
 from rag.config import Settings
+from rag.embed import choose_embedder
 
 
 EVAL_CHUNK_SIZE = 512
@@ -38,7 +39,7 @@ def default_cache() -> Path:
 def build_index(dataset: Dataset, settings: Settings, cache: Path | None = None,
                 progress: bool | None = None) -> tuple[Path, dict[str, str]]:
     """The index of the dataset's corpus, and the map from each indexed file path to its corpus id."""
-    key = json.dumps([settings.embed_model, settings.chunk_size, settings.chunk_overlap], sort_keys=True)
+    key = json.dumps([choose_embedder(settings.embed_model, None), settings.chunk_size, settings.chunk_overlap], sort_keys=True)
     folder = (cache or default_cache()) / "eval" / f"{dataset.name}-{dataset.fingerprint}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     docs = folder / "docs"
     docs.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from ingest.loaders import LoadError, check_supported, load_file, read_source
 from ingest.scan import scan
 from rag.config import Settings
 from rag.documents import Chunk, Page
-from rag.embed import Embedder
-from rag.index import ChunkRow, FileRecord, IndexWriter
+from rag.embed import Embedder, Role, choose_embedder, load_embedder
+from rag.index import ChunkRow, FileRecord, IndexWriter, built_with
 from rag.text import BM25Tokenizer
 
 UNKNOWN_TOKEN_WARNING = 0.2
@@ -89,16 +89,27 @@ class Ingestor:
         []
     """
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, progress: bool | None = None,
-                 lock_wait: float = 0.0, flush_chunks: int = 2048, on_progress: ProgressCallback | None = None) -> None:
+    def __init__(self, settings: Settings, embedders: Callable[[str, int], Embedder] = load_embedder,
+                 progress: bool | None = None, lock_wait: float = 0.0, flush_chunks: int = 2048,
+                 on_progress: ProgressCallback | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder(settings.embed_model, batch_size=settings.embed_batch_size)
+        self._embedders = embedders
+        """``(name, batch size) -> Embedder``: the UI passes its cached models."""
+        self._embedder: Embedder | None = None
         self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
         self._progress = progress
         self._lock_wait = lock_wait
         self.flush_chunks = flush_chunks
         self.on_progress = on_progress
         self._tokenizer: BM25Tokenizer | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        """The index's own embedder, or for a new index the configured one (multilingual-e5-small by default)."""
+        name = choose_embedder(self.settings.embed_model, built_with(self.settings.index_dir), self.settings.index_dir)
+        if self._embedder is None or self._embedder.name != name:
+            self._embedder = self._embedders(name, self.settings.embed_batch_size)
+        return self._embedder
 
     @property
     def tokenizer(self) -> BM25Tokenizer:
@@ -112,8 +123,9 @@ class Ingestor:
         report = IngestReport()
         found = scan(paths)
         report.failed.extend({"path": p, "reason": r} for p, r in found.failed)
-        with IndexWriter(self.settings.index_dir, self.embedder.spec, lock_wait=self._lock_wait) as writer:
-            run = _Run(self, writer, report, force)
+        embedder = self.embedder
+        with IndexWriter(self.settings.index_dir, embedder.name, lock_wait=self._lock_wait) as writer:
+            run = _Run(self, writer, embedder, report, force)
             files = found.files + run.others_to_rechunk(found.files)
             for done, path in enumerate(tqdm(files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr)):
                 self.report_progress("files", done, len(files))
@@ -121,15 +133,14 @@ class Ingestor:
             run.flush()
             self.report_progress("files", len(files), len(files))
             run.forget_missing(found.roots, {str(p) for p in found.files}, [Path(p) for p, _ in found.failed], prune)
-            self._publish(writer, report, {"chunker": self.chunker.describe(), "tokenizer": self.tokenizer.name,
-                                           "next_chunk_id": run.next_id})
+            self._publish(writer, report, embedder, {"chunker": self.chunker.describe(), "tokenizer": self.tokenizer.name,
+                                                     "next_chunk_id": run.next_id})
             if run.poorly_embedded:
                 report.warnings.append(
                     f"{len(run.poorly_embedded)} file(s), e.g. {run.poorly_embedded[0]}, are mostly unknown to the "
-                    f"embedder {self.embedder.spec!r} (more than {UNKNOWN_TOKEN_WARNING:.0%} [UNK] tokens: Chinese "
-                    "under an English model?), so dense search cannot represent them and BM25 carries them; set "
-                    "RAG_EMBED_MODEL to a multilingual sentence-transformers model directory (e.g. bge-m3) and "
-                    "ingest into a new index"
+                    f"embedder {embedder.name!r} (more than {UNKNOWN_TOKEN_WARNING:.0%} [UNK] tokens: Chinese "
+                    "under an English model?), so dense search cannot represent them and BM25 carries them; "
+                    "ingest into a new index with the multilingual default (--embedder e5-small)"
                 )
         report.seconds = time.perf_counter() - started
         return report
@@ -138,7 +149,8 @@ class Ingestor:
         """Take these indexed files out of the index (the files on disk are left alone)."""
         started = time.perf_counter()
         report = IngestReport()
-        with IndexWriter(self.settings.index_dir, self.embedder.spec, lock_wait=self._lock_wait) as writer:
+        embedder = self.embedder
+        with IndexWriter(self.settings.index_dir, embedder.name, lock_wait=self._lock_wait) as writer:
             next_chunk_id = writer.next_chunk_id()
             for path in paths:
                 if writer.store.file(path) is None:
@@ -147,14 +159,14 @@ class Ingestor:
                 writer.remove_file(path)
                 report.removed += 1
             kept = {key: writer.live_manifest[key] for key in ("chunker", "tokenizer") if key in writer.live_manifest}
-            self._publish(writer, report, {**kept, "next_chunk_id": next_chunk_id})
+            self._publish(writer, report, embedder, {**kept, "next_chunk_id": next_chunk_id})
         report.seconds = time.perf_counter() - started
         return report
 
-    def _publish(self, writer: IndexWriter, report: IngestReport, manifest: dict[str, Any]) -> None:
+    def _publish(self, writer: IndexWriter, report: IngestReport, embedder: Embedder, manifest: dict[str, Any]) -> None:
         """Commit the writer's changes, if any, and record the live index in the report."""
         if writer.changed:
-            writer.commit(manifest, describe_embedder=self.embedder.describe)
+            writer.commit(manifest, describe_embedder=embedder.describe)
         report.index = dict(writer.live_manifest.get("counts", {}))
         report.generation = writer.live_name
 
@@ -169,8 +181,10 @@ class Ingestor:
 class _Run:
     """The state of one ingest run inside the writer lock."""
 
-    def __init__(self, ingestor: Ingestor, writer: IndexWriter, report: IngestReport, force: bool = False) -> None:
+    def __init__(self, ingestor: Ingestor, writer: IndexWriter, embedder: Embedder, report: IngestReport,
+                 force: bool = False) -> None:
         self.ingestor = ingestor
+        self.embedder = embedder
         self.writer = writer
         self.report = report
         self.queue: list[_Loaded] = []
@@ -272,8 +286,7 @@ class _Run:
         vectors = self.writer.known_vectors(shas)
         self.report.reused_vectors += sum(1 for s in shas if s in vectors)
         self._embed_missing(texts, shas, vectors)
-        embedder = self.ingestor.embedder
-        counts = embedder.unknown_token_counts(texts)
+        counts = self.embedder.unknown_token_counts(texts)
         tokens = self.ingestor.tokenizer.tokenize_many(texts)
         position = 0
         for item in self.queue:
@@ -285,7 +298,7 @@ class _Run:
             ]
             matrix = np.vstack([vectors[shas[position + i]] for i in range(n)])
             tokens_in_file = sum(row.n_tokens for row in rows)
-            if tokens_in_file and sum(row.n_unknown for row in rows) / tokens_in_file > UNKNOWN_TOKEN_WARNING:
+            if self.embedder.needs_unknown_warning and tokens_in_file and sum(row.n_unknown for row in rows) / tokens_in_file > UNKNOWN_TOKEN_WARNING:
                 self.poorly_embedded.append(item.record.path)
             record = FileRecord(item.record.path, item.record.sha256, item.record.size, item.record.mtime_ns,
                                 len(item.pages), n)
@@ -303,10 +316,11 @@ class _Run:
             return
         started = time.perf_counter()
         order = list(todo)
-        embedder = self.ingestor.embedder
+        embedder = self.embedder
         batches = tqdm(total=len(order), desc="embedding", unit="chunk", disable=self.ingestor.progress_disabled(), file=sys.stderr)
         done = 0
-        for positions, batch in embedder.encode_batches([todo[s] for s in order]):
+        self.ingestor.report_progress("embedding", done, len(order))  # the clock for chunks/s starts here
+        for positions, batch in embedder.encode_batches([todo[s] for s in order], Role.PASSAGE):
             batch_shas = [order[i] for i in positions]
             self.writer.pending.put(batch_shas, batch)
             vectors.update(zip(batch_shas, batch))

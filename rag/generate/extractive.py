@@ -1,7 +1,7 @@
 """The extractive backend: the passages' own sentences that best answer the question, each cited.
 
 Example:
-    >>> generator = ExtractiveGenerator(Embedder(), BM25Tokenizer())
+    >>> generator = ExtractiveGenerator(load_embedder("e5-small"), BM25Tokenizer())
     >>> "".join(generator.stream(GenerationRequest("How long is the warranty?", [Passage(1, "g.pdf", 3, "The warranty lasts two years. It is blue.")])))
     'The warranty lasts two years. [1]'
 """
@@ -13,8 +13,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from rag.embed import Embedder
+from rag.embed import Embedder, Role
 from rag.generate.base import GenerationRequest
+from rag.generate.prompt import quoted_header
 from rag.text import BM25Tokenizer
 
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；])|(?<=[.;])\s+(?=[\"“(\[A-Z0-9])|\n+")
@@ -40,7 +41,8 @@ class _Sentence:
 class ExtractiveGenerator:
     """Picks up to ``max_sentences`` sentences by relevance (embedding similarity, weighted by how well
     the embedder reads the question, plus the share of the question's words they contain) with MMR
-    against repetition, then prints them passage by passage in document order, each with its [n].
+    against repetition, and prints them best first, each with its [n]: the answer leads with the
+    sentence that answers. Sentences far below the best one (``cutoff``) are left out.
 
     It never follows instructions inside documents: it only copies sentences out of them.
     """
@@ -49,12 +51,17 @@ class ExtractiveGenerator:
     context_window = 100_000
 
     def __init__(self, embedder: Embedder, tokenizer: BM25Tokenizer, max_sentences: int = 4,
-                 diversity: float = 0.3, dense_weight: Callable[[str], float] | None = None) -> None:
+                 diversity: float = 0.3, dense_weight: Callable[[str], float] | None = None,
+                 semantic_weight: float = 1.0, cutoff: float = 0.6, rank_discount: float = 0.1) -> None:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.max_sentences = max_sentences
         self.diversity = diversity
         self._dense_weight = dense_weight
+        self.semantic_weight = semantic_weight
+        self.cutoff = cutoff
+        self.rank_discount = rank_discount
+        """Relevance is divided by ``1 + rank_discount * (passage rank - 1)``: later passages count less."""
 
     def count_tokens(self, text: str) -> int:
         return len(text)
@@ -72,13 +79,17 @@ class ExtractiveGenerator:
             return []
         query_tokens = set(self.tokenizer.tokenize(question))
         overlap = np.array([len(s.tokens & query_tokens) / max(1, len(query_tokens)) for s in sentences])
-        weight = self._dense_weight(question) if self._dense_weight else 1.0
-        vectors = self.embedder.encode([question] + [s.text for s in sentences])
-        similarity = vectors[1:] @ vectors[0]
-        relevance = overlap + weight * similarity
-        rank_prior = np.array([1.0 / (1 + 0.1 * (s.passage - 1)) for s in sentences])
+        weight = self.semantic_weight * (self._dense_weight(question) if self._dense_weight else 1.0)
+        question_vector = self.embedder.encode([question], Role.QUERY)[0]
+        sentence_vectors = self.embedder.encode([s.text for s in sentences], Role.PASSAGE)
+        similarity = sentence_vectors @ question_vector
+        # cosines of one embedder sit in a narrow band (e5: 0.7-0.95): rescaled over the candidates, the
+        # closest sentence scores 1 and the farthest 0, so meaning weighs as much as shared words
+        spread = similarity.max() - similarity.min()
+        semantic = (similarity - similarity.min()) / spread if spread > 1e-6 else np.ones_like(similarity)
+        relevance = overlap + weight * semantic
+        rank_prior = np.array([1.0 / (1 + self.rank_discount * (s.passage - 1)) for s in sentences])
         relevance = relevance * rank_prior
-        sentence_vectors = vectors[1:]
         chosen: list[int] = []
         while len(chosen) < min(self.max_sentences, len(sentences)):
             redundancy = (sentence_vectors @ sentence_vectors[chosen].T).max(axis=1) if chosen else 0
@@ -86,15 +97,19 @@ class ExtractiveGenerator:
             if chosen:
                 mmr[chosen] = -np.inf
             best = int(np.argmax(mmr))
-            if relevance[best] <= 0 or (chosen and relevance[best] < 0.6 * relevance[chosen[0]]):
+            if relevance[best] <= 0 or (chosen and relevance[best] < self.cutoff * relevance[chosen[0]]):
                 break
             chosen.append(best)
-        picked = [sentences[i] for i in chosen]
-        order = {p: rank for rank, p in enumerate(dict.fromkeys(s.passage for s in picked))}
-        return sorted(picked, key=lambda s: (order[s.passage], s.position))
+        return [sentences[i] for i in chosen]
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        for i, sentence in enumerate(self.select(request.question, request.passages)):
+        """The chosen sentences, each with its [n]; first a header line when they are in another language
+        than the question (an English question answered from Chinese passages)."""
+        chosen = self.select(request.question, request.passages)
+        header = quoted_header(request.question, " ".join(s.text for s in chosen)) if chosen else None
+        if header:
+            yield header + "\n"
+        for i, sentence in enumerate(chosen):
             if request.stop.is_set():
                 return
             yield f"{' ' if i else ''}{sentence.text} [{sentence.passage}]"

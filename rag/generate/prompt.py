@@ -39,6 +39,24 @@ def not_found(question: str) -> str:
     return NOT_FOUND[language_of(question)]
 
 
+QUOTED = {"en": "Quoted from the documents, in {language}:", "zh": "以下摘自文档（{language}原文）："}
+LANGUAGE_NAMES = {"en": {"en": "English", "zh": "Chinese"}, "zh": {"en": "英文", "zh": "中文"}}
+
+
+def quoted_header(question: str, quoted: str) -> str | None:
+    """The line that says an extractive answer quotes documents in another language than the question's."""
+    asked, written = language_of(question), language_of(quoted)
+    return None if asked == written else QUOTED[asked].format(language=LANGUAGE_NAMES[asked][written])
+
+
+def split_header(text: str) -> tuple[str, str]:
+    """``(header line or '', the rest)`` of an answer that may start with a :func:`quoted_header`."""
+    first, newline, rest = text.partition("\n")
+    if newline and any(first.startswith(q.split("{")[0]) for q in QUOTED.values()):
+        return first, rest.strip()
+    return "", text
+
+
 def _escape(text: str) -> str:
     """Passages cannot close the documents block or forge a passage header."""
     return text.replace("</documents>", "</ documents>").replace("<documents>", "< documents>")

@@ -75,3 +75,9 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
+
+
+def built_with(index_dir: Path) -> str | None:
+    """The embedder name the index's live generation records, or None when there is no index yet."""
+    generation = live_generation(index_dir)
+    return None if generation is None else read_manifest(generation).get("embedder", {}).get("name")

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rag.embed.base import EmbedderMismatchError
 from rag.index.dense import DenseIndex
 from rag.index.generations import WriterLock, collect_garbage, live_generation, publish
 from rag.index.layout import CHUNKS, DENSE, MANIFEST, SPARSE, read_manifest
@@ -17,10 +18,6 @@ from rag.index.sparse import SparseIndex
 from rag.index.store import SCHEMA_VERSION, ChunkRow, ChunkStore, FileRecord
 
 PENDING = "pending-vectors.sqlite"
-
-
-class EmbedderMismatchError(RuntimeError):
-    """The index was built with another embedding model than the one configured."""
 
 
 class IndexWriter:
@@ -61,7 +58,7 @@ class IndexWriter:
                 if built_with and built_with != self.embedder_name:
                     raise EmbedderMismatchError(
                         f"{self.index_dir}: index was built with embedder {built_with!r} but {self.embedder_name!r} "
-                        "is configured; use another --index or set RAG_EMBED_MODEL back"
+                        "is configured; use another --index, or drop --embedder / RAG_EMBED_MODEL to use the index's own"
                     )
                 if ChunkStore.version(self._live / CHUNKS) == SCHEMA_VERSION:
                     self.store = ChunkStore.open_readonly(self._live / CHUNKS)

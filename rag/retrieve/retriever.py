@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from rag.config import Settings
-from rag.embed import Embedder
-from rag.index import EmbedderMismatchError, Index
+from rag.embed import Embedder, Role, choose_embedder, load_embedder
+from rag.index import Index
 from rag.index.store import ChunkRow
 from rag.retrieve.filters import Filters
 from rag.retrieve.fusion import FusionMethod, Ranking, fuse
@@ -118,6 +118,8 @@ class RetrievalResult:
     gate_reason: str = ""
     variants: list[QueryVariant] = field(default_factory=list)
     duplicates_dropped: int = 0
+    query_vector: np.ndarray | None = None
+    """The question's embedding (query role), when the mode embedded it."""
 
     @property
     def ms(self) -> float:
@@ -153,7 +155,7 @@ class Retriever:
     """Dense, BM25, hybrid and RAG-Fusion retrieval over one index, with optional reranking.
 
     Example:
-        >>> retriever = Retriever(Index.open(Path("rag-index")), Embedder())
+        >>> retriever = Retriever(Index.open(Path("rag-index")), load_embedder("e5-small"))
         >>> [h.page for h in retriever.search("保修期多长？", mode=Mode.FUSION, k=3).hits]
         [3, 1, 2]
     """
@@ -175,14 +177,9 @@ class Retriever:
              rewriter: Rewriter | None = None) -> "Retriever":
         """The retriever for an index, with the embedder it was built with and the configured reranker."""
         index = Index.open(index_dir)
-        built_with = index.embedder["name"]
-        if settings.embed_model != built_with:
-            raise EmbedderMismatchError(
-                f"{index_dir}: index was built with embedder {built_with!r} but {settings.embed_model!r} is configured; "
-                "queries must use the index's embedder"
-            )
+        name = choose_embedder(settings.embed_model, index.embedder["name"], index_dir)
         reranker = Reranker(settings.reranker) if settings.reranker else None
-        return cls(index, Embedder(built_with, batch_size=settings.embed_batch_size), config=config,
+        return cls(index, load_embedder(name, batch_size=settings.embed_batch_size), config=config,
                    reranker=reranker, rewriter=rewriter)
 
     # the stages -------------------------------------------------------------------------------
@@ -226,7 +223,7 @@ class Retriever:
         variants = []
         keywords = self._keywords.keywords(query)
         if keywords and keywords != query:
-            vector = self.embedder.encode([keywords])[0] if dense_weight > 0 else None
+            vector = self.embedder.encode([keywords], Role.QUERY)[0] if dense_weight > 0 else None
             variants.append(QueryVariant("keywords", keywords, term_weights(self.tokenizer.tokenize(keywords)), vector))
         top_bm25 = lists["original/bm25"][: c.feedback_docs]
         feedback_chunks = self.index.chunks([i for i, _ in top_bm25])
@@ -240,7 +237,7 @@ class Retriever:
         variants.append(QueryVariant("feedback", " ".join(top_terms), expanded, vector))
         if self.rewriter is not None:
             for n, text in enumerate(self.rewriter(query, c.rewrites)[: c.rewrites], start=1):
-                vector = self.embedder.encode([text])[0] if dense_weight > 0 else None
+                vector = self.embedder.encode([text], Role.QUERY)[0] if dense_weight > 0 else None
                 variants.append(QueryVariant(f"rewrite-{n}", text, term_weights(self.tokenizer.tokenize(text)), vector))
         return variants
 
@@ -276,13 +273,13 @@ class Retriever:
         use_dense = mode is not Mode.BM25
         dense_weight = 0.0
         if use_dense:
-            original = QueryVariant("original", query, original.bm25_weights, self.embedder.encode([query])[0])
+            original = QueryVariant("original", query, original.bm25_weights, self.embedder.encode([query], Role.QUERY)[0])
             dense_weight = self.dense_weight_for(query) if mode is not Mode.DENSE else self.config.dense_weight
             clock.lap("embed")
         searches_dense = mode is Mode.DENSE or dense_weight > 0
         lists = self._lists(original, searches_dense, allowed, bm25=mode is not Mode.DENSE)
         clock.lap("search")
-        result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight)
+        result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight, query_vector=original.vector)
         if mode is Mode.FUSION:
             result.fusion_ran, result.gate_reason = self._gate(lists, dense_weight)
             if result.fusion_ran:

@@ -83,13 +83,13 @@ def test_compare_shows_what_changed():
 
 
 @pytest.fixture(scope="module")
-def user_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+def user_index(tmp_path_factory: pytest.TempPathFactory, embedders) -> Path:
     base = tmp_path_factory.mktemp("own")
     docs = base / "docs"
     docs.mkdir()
     for doc_id, (title, text) in DOCS.items():
         (docs / f"{doc_id}.md").write_text(f"# {title}\n\n{text} {text}", encoding="utf-8")
-    Ingestor(Settings.resolve({"index_dir": base / "index"}, env={}), embedder=embedder, progress=False).run([docs])
+    Ingestor(Settings.resolve({"index_dir": base / "index"}, env={}), embedders=embedders, progress=False).run([docs])
     return base / "index"
 
 

@@ -197,7 +197,7 @@ def open_to_all(root: Path) -> None:
         path.chmod(0o777 if path.is_dir() else 0o666)
 
 
-def test_unreadable_file_is_reported_and_the_rest_ingested(embedder):
+def test_unreadable_file_is_reported_and_the_rest_ingested(embedders):
     with world_writable_folder("rag-perm-") as base:
         docs = _docs(base / "docs")
         secret = docs / "secret.md"
@@ -205,8 +205,8 @@ def test_unreadable_file_is_reported_and_the_rest_ingested(embedder):
         open_to_all(docs)
         secret.chmod(0o000)
         warm_up = _docs(base / "warm-up")  # loads every lazily imported module while access is unrestricted
-        Ingestor(Settings.resolve({"index_dir": base / "warm-idx"}, env={}), embedder=embedder, progress=False).run([warm_up])
-        ingestor = Ingestor(Settings.resolve({"index_dir": base / "idx"}, env={}), embedder=embedder, progress=False)
+        Ingestor(Settings.resolve({"index_dir": base / "warm-idx"}, env={}), embedders=embedders, progress=False).run([warm_up])
+        ingestor = Ingestor(Settings.resolve({"index_dir": base / "idx"}, env={}), embedders=embedders, progress=False)
         with file_access_as_nobody():
             report = ingestor.run([docs])
         assert report.failed == [{"path": str(secret), "reason": "permission denied: the file is not readable"}]
@@ -219,17 +219,17 @@ def test_index_built_with_another_embedder_is_refused(tmp_path: Path, ingestor: 
     before = sorted(p.name for p in ingestor.settings.index_dir.iterdir())
     other = Settings.resolve({"index_dir": ingestor.settings.index_dir, "embed_model": str(tmp_path / "other-model")}, env={})
     (docs / "new.md").write_text("new content", encoding="utf-8")
-    with pytest.raises(EmbedderMismatchError, match="built with embedder 'all-MiniLM-L6-v2'"):
+    with pytest.raises(EmbedderMismatchError, match="built with embedder 'multilingual-e5-small'"):
         Ingestor(other, progress=False).run([docs])
     assert sorted(p.name for p in ingestor.settings.index_dir.iterdir()) == before
 
 
-def test_changing_chunk_settings_rechunks_every_file(tmp_path: Path, embedder):
+def test_changing_chunk_settings_rechunks_every_file(tmp_path: Path, embedders):
     docs = _docs(tmp_path / "docs")
     index_dir = tmp_path / "index"
-    Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedder=embedder, progress=False).run([docs])
+    Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedders=embedders, progress=False).run([docs])
     small = Settings.resolve({"index_dir": index_dir, "chunk_size": 40, "chunk_overlap": 0}, env={})
-    report = Ingestor(small, embedder=embedder, progress=False).run([docs])
+    report = Ingestor(small, embedders=embedders, progress=False).run([docs])
     assert report.updated == 3
     assert Index.open(index_dir).manifest["chunker"]["chunk_size"] == 40
 
@@ -244,14 +244,14 @@ def test_shared_corpus_is_ingested_with_page_numbers(corpus_index):
     assert len(pdfs) == 9 and all(f.status == "ok" and f.chunks > 0 for f in pdfs)
     assert _hits(index_dir, "81.1M English-language academic papers spanning many disciplines")[0] == ("acl2020-main-447.pdf", 1)
     assert ("ucasthesis-template-guide.pdf", 7) in _hits(index_dir, "中国科学院大学学位论文模板使用说明")
-    assert index.manifest["unknown_token_share"] > 0.01
+    assert index.manifest["unknown_token_share"] < 0.01  # the multilingual default reads Chinese too
 
 
 @pytest.mark.slow
-def test_shared_corpus_second_run_reads_no_file(corpus_index, embedder, monkeypatch):
+def test_shared_corpus_second_run_reads_no_file(corpus_index, embedders, monkeypatch):
     docs, index_dir, summary = corpus_index
     monkeypatch.setattr(pipeline, "read_source", lambda path: pytest.fail(f"{path} was read again"))
-    report = Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedder=embedder, progress=False).run([docs])
+    report = Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedders=embedders, progress=False).run([docs])
     assert (report.unchanged, report.embedded, report.generation) == (11, 0, Index.open(index_dir).generation.name)
 
 
@@ -272,7 +272,7 @@ def test_text_with_no_bm25_tokens_is_indexed(tmp_path: Path, ingestor: Ingestor)
     assert Index.open(ingestor.settings.index_dir).search_bm25(["the"], 3) == []
 
 
-def test_prune_keeps_files_under_a_folder_that_cannot_be_listed(embedder):
+def test_prune_keeps_files_under_a_folder_that_cannot_be_listed(embedders):
     with world_writable_folder("rag-prune-") as base:
         docs = _docs(base / "docs")
         locked = docs / "locked"
@@ -280,22 +280,22 @@ def test_prune_keeps_files_under_a_folder_that_cannot_be_listed(embedder):
         (locked / "kept.md").write_text("the locked folder holds quokkas", encoding="utf-8")
         open_to_all(docs)
         settings = Settings.resolve({"index_dir": base / "idx"}, env={})
-        Ingestor(settings, embedder=embedder, progress=False).run([docs])
+        Ingestor(settings, embedders=embedders, progress=False).run([docs])
         open_to_all(base / "idx")  # the second run writes the index as 'nobody' too
         locked.chmod(0o000)
         with file_access_as_nobody():
-            report = Ingestor(settings, embedder=embedder, progress=False).run([docs], prune=True)
+            report = Ingestor(settings, embedders=embedders, progress=False).run([docs], prune=True)
         assert report.removed == 0
         assert [f["reason"] for f in report.failed] == ["permission denied: the folder is not readable"]
         assert _hits(base / "idx", "quokkas")[0] == ("kept.md", 1)
 
 
-def test_new_chunk_settings_rechunk_files_outside_the_scanned_folder(tmp_path: Path, embedder):
+def test_new_chunk_settings_rechunk_files_outside_the_scanned_folder(tmp_path: Path, embedders):
     a, b = _docs(tmp_path / "a"), _docs(tmp_path / "b")
     index_dir = tmp_path / "index"
-    Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedder=embedder, progress=False).run([a, b])
+    Ingestor(Settings.resolve({"index_dir": index_dir}, env={}), embedders=embedders, progress=False).run([a, b])
     small = Settings.resolve({"index_dir": index_dir, "chunk_size": 40, "chunk_overlap": 0}, env={})
-    report = Ingestor(small, embedder=embedder, progress=False).run([a])
+    report = Ingestor(small, embedders=embedders, progress=False).run([a])
     assert report.updated == 6
 
 
@@ -333,10 +333,10 @@ def test_remove_takes_one_file_out_and_keeps_the_others(tmp_path: Path, ingestor
     assert ingestor.run([docs]).added == 1  # an ingest of the folder brings it back
 
 
-def test_force_rereads_unchanged_files_and_reports_progress(tmp_path: Path, embedder):
+def test_force_rereads_unchanged_files_and_reports_progress(tmp_path: Path, embedders):
     docs = _docs(tmp_path / "docs")
     calls: list[tuple[str, int, int]] = []
-    ingestor = Ingestor(Settings.resolve({"index_dir": tmp_path / "index"}, env={}), embedder=embedder, progress=False,
+    ingestor = Ingestor(Settings.resolve({"index_dir": tmp_path / "index"}, env={}), embedders=embedders, progress=False,
                         on_progress=lambda stage, done, total: calls.append((stage, done, total)))
     ingestor.run([docs])
     assert calls[-1] == ("files", 3, 3) and ("embedding", calls[-2][2], calls[-2][2]) == calls[-2]

@@ -2,13 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import DEFAULT_EMBED_MODEL, ConfigError, Settings
+from rag.config import ConfigError, Settings
 
 
 def test_defaults():
     settings = Settings.resolve({}, env={})
     assert settings.index_dir == Path("rag-index")
-    assert settings.embed_model == DEFAULT_EMBED_MODEL
+    assert settings.embed_model is None  # an index keeps its own; new ones get multilingual-e5-small
 
 
 def test_flags_beat_env_beat_file_beat_defaults(tmp_path: Path):

@@ -20,7 +20,7 @@ DUPLICATED = "The quokka is a small marsupial that lives on Rottnest Island near
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+def index_dir(tmp_path_factory: pytest.TempPathFactory, embedders) -> Path:
     base = tmp_path_factory.mktemp("retrieval")
     docs = demo_docs(base / "docs")
     (docs / "animals").mkdir()
@@ -28,13 +28,22 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     (docs / "animals" / "quokka-copy.txt").write_text(DUPLICATED + " ", encoding="utf-8")
     (docs / "long.md").write_text("\n\n".join(f"Paragraph {n} describes item{n} in detail." for n in range(80)), encoding="utf-8")
     Ingestor(Settings.resolve({"index_dir": base / "index", "chunk_size": 60, "chunk_overlap": 0}, env={}),
-             embedder=embedder, progress=False).run([docs])
+             embedders=embedders, progress=False).run([docs])
     return base / "index"
 
 
 @pytest.fixture(scope="module")
 def retriever(index_dir: Path, embedder) -> Retriever:
     return Retriever(Index.open(index_dir), embedder)
+
+
+@pytest.fixture(scope="module")
+def minilm_retriever(tmp_path_factory: pytest.TempPathFactory, embedders) -> Retriever:
+    """The demo documents under the English-only MiniLM, which cannot read Chinese."""
+    base = tmp_path_factory.mktemp("retrieval-minilm")
+    settings = Settings.resolve({"index_dir": base / "index", "embed_model": "minilm"}, env={})
+    Ingestor(settings, embedders=embedders, progress=False).run([demo_docs(base / "docs")])
+    return Retriever.open(base / "index", Settings.resolve({"embed_model": None}, env={}))
 
 
 def _top(result) -> tuple[str, int]:
@@ -48,23 +57,28 @@ def test_every_mode_finds_the_english_answer(retriever: Retriever, mode: Mode):
     assert result.mode is mode and result.ms > 0
 
 
-@pytest.mark.parametrize("mode", [Mode.BM25, Mode.HYBRID, Mode.FUSION])
-def test_chinese_questions_are_answered_by_bm25_based_modes(retriever: Retriever, mode: Mode):
+@pytest.mark.parametrize("mode", list(Mode))
+def test_every_mode_finds_the_chinese_answer(retriever: Retriever, mode: Mode):
     result = retriever.search("室外传感器应该安装在什么位置？", mode=mode, k=3)
     assert _top(result) == ("晴川-w3-说明书.pdf", 2)
 
 
-def test_dense_weight_follows_how_much_of_the_query_the_embedder_knows(retriever: Retriever):
-    assert retriever.dense_weight_for("How long is the warranty?") == 1.0
-    assert retriever.dense_weight_for("室外传感器应该安装在什么位置") == 0.0
-    mixed = retriever.dense_weight_for("Lumen 太阳能灯 warranty")
+def test_dense_weight_follows_how_much_of_the_query_the_embedder_knows(minilm_retriever: Retriever):
+    assert minilm_retriever.dense_weight_for("How long is the warranty?") == 1.0
+    assert minilm_retriever.dense_weight_for("室外传感器应该安装在什么位置") == 0.0
+    mixed = minilm_retriever.dense_weight_for("Lumen 太阳能灯 warranty")
     assert 0.0 <= mixed < 1.0
 
 
-def test_hybrid_for_a_query_the_embedder_cannot_read_is_bm25(retriever: Retriever):
+def test_the_multilingual_embedder_keeps_full_dense_weight_for_chinese(retriever: Retriever):
+    for query in ("室外传感器应该安装在什么位置", "Lumen 太阳能灯 warranty", "How long is the warranty?"):
+        assert retriever.dense_weight_for(query) == 1.0
+
+
+def test_hybrid_for_a_query_the_embedder_cannot_read_is_bm25(minilm_retriever: Retriever):
     query = "保修期多长"
-    hybrid = retriever.search(query, mode=Mode.HYBRID, k=5)
-    bm25 = retriever.search(query, mode=Mode.BM25, k=5)
+    hybrid = minilm_retriever.search(query, mode=Mode.HYBRID, k=5)
+    bm25 = minilm_retriever.search(query, mode=Mode.BM25, k=5)
     assert hybrid.dense_weight == 0.0
     assert [h.chunk.id for h in hybrid.hits] == [h.chunk.id for h in bm25.hits]
     assert all(h.found_by == ["original/bm25"] for h in hybrid.hits)
@@ -88,8 +102,8 @@ def test_fusion_gate_runs_variants_when_unsure_and_reports_provenance(index_dir:
     assert {"original/bm25", "original/dense", "feedback/bm25"} <= sources
 
 
-def test_fusion_runs_for_queries_the_embedder_cannot_represent(retriever: Retriever):
-    result = retriever.search("保修期多长", mode=Mode.FUSION, k=3)
+def test_fusion_runs_for_queries_the_embedder_cannot_represent(minilm_retriever: Retriever):
+    result = minilm_retriever.search("保修期多长", mode=Mode.FUSION, k=3)
     assert result.fusion_ran is True and result.gate_reason == "the embedder cannot fully represent the query"
     assert _top(result) == ("晴川-w3-说明书.pdf", 3)
 
@@ -161,8 +175,11 @@ def test_cross_encoder_reranks_the_candidates(index_dir: Path, embedder, tiny_cr
 
 
 def test_queries_must_use_the_index_embedder(index_dir: Path):
-    with pytest.raises(EmbedderMismatchError, match="queries must use the index's embedder"):
+    with pytest.raises(EmbedderMismatchError, match="built with embedder 'multilingual-e5-small' but 'minilm'"):
+        Retriever.open(index_dir, Settings.resolve({"embed_model": "minilm"}, env={}))
+    with pytest.raises(EmbedderMismatchError, match="but '/models/other' is configured"):
         Retriever.open(index_dir, Settings.resolve({"embed_model": "/models/other"}, env={}))
+    assert Retriever.open(index_dir, Settings.resolve({"embed_model": "e5-small"}, env={})).embedder.name == "multilingual-e5-small"
 
 
 def test_langchain_adapter_works_in_a_runnable_chain(retriever: Retriever):
@@ -170,4 +187,4 @@ def test_langchain_adapter_works_in_a_runnable_chain(retriever: Retriever):
     chain = adapter | RunnableLambda(lambda docs: [(Path(d.metadata["source"]).name, d.metadata["page"]) for d in docs])
     assert chain.invoke("How long does a full charge from the sun take?")[0] == ("lumen-l2-guide.pdf", 2)
     documents = adapter.invoke("保修期多长")
-    assert documents[0].metadata["found_by"] == ["original/bm25"] and "保修" in documents[0].page_content
+    assert {"original/bm25", "original/dense"} <= set(documents[0].metadata["found_by"]) and "保修" in documents[0].page_content

@@ -1,0 +1,64 @@
+"""Sentence embeddings behind one interface: the bundled multilingual-e5-small (default) or any local
+sentence-transformers model, chosen by name.
+
+Example:
+    >>> embedder = load_embedder("e5-small")
+    >>> embedder.encode(["保修期多长？"], Role.QUERY).shape
+    (1, 384)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.embed.base import Embedder, EmbedderError, EmbedderMismatchError, Role
+from rag.embed.e5 import E5_SMALL, BundledE5Embedder
+from rag.embed.sbert import MINILM, SentenceTransformerEmbedder
+
+DEFAULT_EMBEDDER = E5_SMALL
+ALIASES = {"e5-small": E5_SMALL, "e5": E5_SMALL, E5_SMALL: E5_SMALL, "minilm": MINILM, MINILM: MINILM}
+"""Names users type (``--embedder``, ``embed_model`` in rag.toml, RAG_EMBED_MODEL) -> the name indexes record."""
+
+
+def canonical_name(spec: str) -> str:
+    """The recorded name for a spec: a known alias, or the absolute path of a model folder."""
+    if spec in ALIASES:
+        return ALIASES[spec]
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise EmbedderError(f"unknown embedder {spec!r}: use e5-small, minilm, or a local sentence-transformers model folder")
+    return str(path.resolve())
+
+
+def choose_embedder(configured: str | None, built_with: str | None, where: object = "index") -> str:
+    """The embedder for an index: the one it was built with, or for a new index the configured one.
+
+    A configured embedder that differs from the index's is refused: its vectors would be meaningless there.
+    """
+    if built_with is None:
+        return canonical_name(configured or DEFAULT_EMBEDDER)
+    if configured is not None and not _names(configured, built_with):
+        raise EmbedderMismatchError(
+            f"{where}: index was built with embedder {built_with!r} but {configured!r} is configured; "
+            "use another --index, or drop --embedder / RAG_EMBED_MODEL to use the index's own"
+        )
+    return built_with
+
+
+def _names(spec: str, name: str) -> bool:
+    """Whether a spec (alias, name or folder) names the recorded embedder ``name``."""
+    if ALIASES.get(spec, spec) == name:
+        return True
+    path = Path(spec).expanduser()
+    return path.is_dir() and str(path.resolve()) == name
+
+
+def load_embedder(name: str, batch_size: int = 32) -> Embedder:
+    """The embedder for a name or alias (nothing loads until the first text is embedded)."""
+    canonical = canonical_name(name)
+    if canonical == E5_SMALL:
+        return BundledE5Embedder(batch_size=batch_size)
+    return SentenceTransformerEmbedder(canonical, batch_size=batch_size)
+
+
+__all__ = ["ALIASES", "DEFAULT_EMBEDDER", "BundledE5Embedder", "Embedder", "EmbedderError", "EmbedderMismatchError",
+           "Role", "SentenceTransformerEmbedder", "canonical_name", "choose_embedder", "load_embedder"]

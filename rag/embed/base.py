@@ -1,0 +1,70 @@
+"""What every embedder offers: unit vectors for texts in a role (query or passage), batch by batch."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import Enum
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+
+class Role(str, Enum):
+    """What a text is to the embedder: asymmetric models (e5) embed questions and passages differently."""
+
+    QUERY = "query"
+    PASSAGE = "passage"
+
+
+class EmbedderError(RuntimeError):
+    """The embedding model cannot be loaded or does not match the index."""
+
+
+class EmbedderMismatchError(EmbedderError):
+    """The index was built with another embedding model than the one configured."""
+
+
+class Embedder(ABC):
+    """Normalised float32 embeddings; the model loads on first use.
+
+    Example:
+        >>> embedder = load_embedder("e5-small")
+        >>> embedder.encode(["室外传感器的电池能用多久？"], Role.QUERY).shape
+        (1, 384)
+    """
+
+    name: str
+    """The canonical name the index manifest records (``multilingual-e5-small``, ``all-MiniLM-L6-v2``, a folder)."""
+    batch_size: int
+    needs_unknown_warning: bool = False
+    """True for vocabularies that turn whole scripts into [UNK] (MiniLM and Chinese)."""
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+
+    @abstractmethod
+    def unknown_token_counts(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        """``(tokens, unknown tokens)`` per text under the model's tokenizer, special tokens excluded."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What the index manifest records: name, backend, model, dimension, normalisation, prefixes."""
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """A cheap measure of each text's length in tokens, for batching texts of a size together."""
+        return [len(t) for t in texts]
+
+    @property
+    def dimension(self) -> int:
+        return int(self.describe()["dimension"])
+
+    def encode_batches(self, texts: Sequence[str], role: Role = Role.PASSAGE) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Yield ``(positions in texts, vectors)`` batch by batch, so callers can save and report progress.
+
+        Texts are batched longest first, so each batch pads to a similar length.
+        """
+        lengths = self.lengths(texts)
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        for offset in range(0, len(order), self.batch_size):
+            positions = order[offset : offset + self.batch_size]
+            yield positions, self.encode([texts[i] for i in positions], role)

