@@ -93,7 +93,7 @@ def main() -> None:
     print(json.dumps({**head, "settings": "default", **rates(default, cases),
                       "p50_ms": round(statistics.median(latencies), 1)}), flush=True)
     if args.grid:
-        grid = itertools.product([0.0, 0.5, 1.0, 2.0], [0.4, 0.6, 0.8], [3, 4, 5], [0.0, 0.1])
+        grid = itertools.product([0.0, 0.5, 1.0, 2.0], [0.4, 0.6], [4, 5], [0.0, 0.1])
         for weight, cutoff, sentences, discount in grid:
             generator = ExtractiveGenerator(retriever.embedder, retriever.tokenizer, max_sentences=sentences,
                                             dense_weight=retriever.dense_weight_for, semantic_weight=weight,

@@ -46,9 +46,11 @@ LEXICAL_ABSTENTION = Abstention(min_evidence=0.50)
 """For embedders without a calibration of their own (MiniLM, model folders): words only. Calibrated for
 MiniLM by bench/calibrate_abstention.py: 88% of answerable questions answered, 91% of off-topic refused."""
 ABSTENTION = {
-    "multilingual-e5-small": Abstention(min_evidence=0.50, semantic_weight=0.0, similarity_floor=0.0),
+    "multilingual-e5-small": Abstention(min_evidence=0.36, semantic_weight=0.75, similarity_floor=0.80),
 }
-"""Per embedder, calibrated on the dev split by bench/calibrate_abstention.py (README)."""
+"""Per embedder, calibrated on the dev split by bench/calibrate_abstention.py: for multilingual-e5-small,
+92.4% of held-out answerable questions answered and 94.2% of off-topic ones refused (words alone: 87.5%
+and 91.8%)."""
 
 _FOLLOW_UP = re.compile(
     r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|what about|and)\b|它|他|她|这|那|其|该|还有",

@@ -20,7 +20,6 @@ from rag.embed.base import Embedder, Role
 from rag.embed.e5_weights import E5Weights
 
 if TYPE_CHECKING:
-    import torch
     from tokenizers import Tokenizer
     from transformers import BertModel
 

@@ -50,9 +50,9 @@ class ExtractiveGenerator:
     name = "extractive"
     context_window = 100_000
 
-    def __init__(self, embedder: Embedder, tokenizer: BM25Tokenizer, max_sentences: int = 4,
+    def __init__(self, embedder: Embedder, tokenizer: BM25Tokenizer, max_sentences: int = 5,
                  diversity: float = 0.3, dense_weight: Callable[[str], float] | None = None,
-                 semantic_weight: float = 1.0, cutoff: float = 0.6, rank_discount: float = 0.1) -> None:
+                 semantic_weight: float = 1.0, cutoff: float = 0.4, rank_discount: float = 0.1) -> None:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.max_sentences = max_sentences
@@ -84,9 +84,10 @@ class ExtractiveGenerator:
         sentence_vectors = self.embedder.encode([s.text for s in sentences], Role.PASSAGE)
         similarity = sentence_vectors @ question_vector
         # cosines of one embedder sit in a narrow band (e5: 0.7-0.95): rescaled over the candidates, the
-        # closest sentence scores 1 and the farthest 0, so meaning weighs as much as shared words
-        spread = similarity.max() - similarity.min()
-        semantic = (similarity - similarity.min()) / spread if spread > 1e-6 else np.ones_like(similarity)
+        # closest sentence scores 1 and the median one 0, so meaning weighs as much as shared words and
+        # off-topic sentences from lower passages do not stretch the scale
+        floor, top = float(np.median(similarity)), float(similarity.max())
+        semantic = np.clip((similarity - floor) / (top - floor), 0.0, 1.0) if top - floor > 1e-6 else np.ones_like(similarity)
         relevance = overlap + weight * semantic
         rank_prior = np.array([1.0 / (1 + self.rank_discount * (s.passage - 1)) for s in sentences])
         relevance = relevance * rank_prior

@@ -5,4 +5,5 @@ from rag.index.reader import Index, built_with
 from rag.index.store import ChunkRow, FileRecord
 from rag.index.writer import EmbedderMismatchError, IndexWriter
 
-__all__ = ["ChunkRow", "EmbedderMismatchError", "FileRecord", "Index", "IndexLockedError", "IndexNotFoundError", "IndexWriter"]
+__all__ = ["ChunkRow", "EmbedderMismatchError", "FileRecord", "Index", "IndexLockedError", "IndexNotFoundError", "IndexWriter",
+           "built_with"]

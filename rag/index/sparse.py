@@ -78,21 +78,35 @@ class SparseIndex:
             weights[token] = weights.get(token, 0.0) + 1.0
         return self.search_weighted(weights, k, allowed)
 
-    def search_weighted(self, weights: Mapping[str, float], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Like :meth:`search` for a weighted query: ``score = sum_t w_t * bm25(t, chunk)``."""
-        empty = np.zeros(0, np.float32), np.zeros(0, np.int64)
+    def _scores(self, weights: Mapping[str, float]) -> np.ndarray | None:
+        """``sum_t w_t * bm25(t, chunk)`` for every chunk, in index order; None when no term is known."""
         if self._engine is None:
-            return empty
+            return None
         vocab = self._engine.vocab_dict
         known = {t: w for t, w in weights.items() if t in vocab and w > 0}
         if not known:
-            return empty
+            return None
         if len(set(known.values())) == 1:
-            scores = next(iter(known.values())) * self._engine.get_scores(list(known))
-        else:
-            scores = np.zeros(len(self._ids), np.float32)
-            for token, weight in known.items():
-                scores += weight * self._engine.get_scores([token])
+            return next(iter(known.values())) * self._engine.get_scores(list(known))
+        scores = np.zeros(len(self._ids), np.float32)
+        for token, weight in known.items():
+            scores += weight * self._engine.get_scores([token])
+        return scores
+
+    def scores_for(self, weights: Mapping[str, float], ids: np.ndarray) -> np.ndarray:
+        """The weighted query's BM25 score of each of these chunk ids (0 for a chunk without its terms)."""
+        scores = self._scores(weights)
+        if scores is None or not len(ids):
+            return np.zeros(len(ids), np.float32)
+        order = np.argsort(self._ids, kind="stable")
+        return scores[order[np.searchsorted(self._ids[order], ids)]]
+
+    def search_weighted(self, weights: Mapping[str, float], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search` for a weighted query: ``score = sum_t w_t * bm25(t, chunk)``."""
+        empty = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        scores = self._scores(weights)
+        if scores is None:
+            return empty
         if allowed is not None:
             scores = np.where(np.isin(self._ids, allowed, assume_unique=True), scores, 0)
         k = min(k, len(scores))

@@ -67,6 +67,9 @@ class RetrieverConfig:
     """...and when it cannot: then feedback is BM25's only second opinion."""
     rewrites: int = 3
     rewrite_weight: float = 1.0
+    complete_scores: bool = True
+    """Score fusion gives a chunk missing from one list its real score there (its cosine, its BM25 score),
+    not 0: a chunk just outside one list's top ``depth`` is not punished as if it had no match."""
     rerank_depth: int = 30
     dedup: bool = True
     dedup_jaccard: float = 0.9
@@ -252,6 +255,22 @@ class Retriever:
             return c.rewrite_weight
         return 1.0
 
+    def _completed(self, lists: dict[str, Ranking], variants: list[QueryVariant]) -> dict[str, Ranking]:
+        """Every list scored over the union of all lists' candidates, best first."""
+        union = np.array(sorted({i for ranked in lists.values() for i, _ in ranked}), dtype=np.int64)
+        by_name = {v.name: v for v in variants}
+        completed = {}
+        for key in lists:
+            name, retriever = key.split("/")
+            variant = by_name[name]
+            if retriever == "dense" and variant.vector is not None:
+                scores = self.index.vectors(union.tolist()) @ variant.vector
+            else:
+                scores = self.index.sparse.scores_for(variant.bm25_weights, union)
+            order = np.argsort(-scores, kind="stable")
+            completed[key] = [(int(union[i]), float(scores[i])) for i in order]
+        return completed
+
     def _fuse(self, lists: dict[str, Ranking], dense_weight: float) -> Ranking:
         weights = []
         for key in lists:
@@ -287,7 +306,10 @@ class Retriever:
                 for variant in result.variants:
                     lists.update(self._lists(variant, dense_weight > 0, allowed))
                 clock.lap("variants")
-        ranking = next(iter(lists.values())) if len(lists) == 1 else self._fuse(lists, dense_weight)
+        fused = lists  # provenance (found_by) stays with what each list found in its own top ``depth``
+        if len(lists) > 1 and self.config.complete_scores and self.config.fusion is not FusionMethod.RRF:
+            fused = self._completed(lists, [original, *result.variants])
+        ranking = next(iter(fused.values())) if len(fused) == 1 else self._fuse(fused, dense_weight)
         clock.lap("fuse")
         reranking = rerank and self.reranker is not None
         depth = max(k, self.config.rerank_depth) if reranking else k

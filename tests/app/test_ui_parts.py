@@ -100,3 +100,10 @@ def test_conversation_exports_questions_answers_and_sources_as_markdown():
     assert "## How long?\n\nAbout 10 hours [1]." in text
     assert '- [1] guide.pdf, page 2 (/docs/guide.pdf): "A full charge takes 10 hours."' in text
     assert "## 火星？" in text and "- guide.pdf, page 2" in text.split("## 火星？")[1]
+
+
+def test_time_left_reads_as_seconds_or_minutes():
+    from app.kb_view import _duration
+
+    assert (_duration(42.4), _duration(185), _duration(0)) == ("42 s", "3 min 05 s", "0 s")
+    assert "passages/s" in Texts("en")("progress_rate", rate=7.5, left="42 s") and "约剩" in Texts("zh")("progress_rate", rate=7.5, left="42 s")

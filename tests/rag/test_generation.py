@@ -148,3 +148,13 @@ def test_extractive_answers_on_the_shared_pdf_corpus(corpus_index, embedder):
     assert chinese.grounded and "Windows" in chinese.text
     assert all(Path(c.source).name == "ucasthesis-template-guide.pdf" for c in chinese.citations)
     assert corpus.answer("What is the capital of Mongolia?").refused
+
+
+def test_a_quoted_header_says_when_the_documents_are_in_another_language():
+    from rag.generate.prompt import quoted_header, split_header
+
+    assert quoted_header("Which function clips gradients?", "调用 clip_grad_norm_ 裁剪梯度。") == "Quoted from the documents, in Chinese:"
+    assert quoted_header("保修期多长？", "The warranty lasts two years.") == "以下摘自文档（英文原文）："
+    assert quoted_header("How long is the warranty?", "The warranty lasts two years.") is None
+    assert split_header("Quoted from the documents, in Chinese:\n保修一年。 [1]") == ("Quoted from the documents, in Chinese:", "保修一年。 [1]")
+    assert split_header("Quoted text: only one line [1]") == ("", "Quoted text: only one line [1]")

