@@ -8,8 +8,11 @@ off-topic questions against a corpus, in its language (FiQA and ArguAna question
 CMRC2018 questions against RGB-zh news). Every set is cut in two by bench/harness.py (SciFact: train
 queries are dev, test queries held-out; the rest by query id). On dev, a grid over the semantic weight,
 the similarity floor and the threshold (see rag.pipeline.Abstention) picks the best balanced accuracy
-with a floor of 90% on both sides where one exists; the pick is then reported on held-out. Uses the
-cached evaluation indexes (built on first use, like `rag eval`).
+with a floor of 90% on both sides where one exists; the pick is then reported on held-out. First, the
+cross-language offsets: the mean cosine of 300 English (SciFact, FiQA) and 300 Chinese (CMRC2018)
+dev questions to 300 random SciFact and RGB-zh passages, per pair of languages; a pair's offset is
+the same-language mean minus the cross-language one. Uses the cached evaluation indexes (built on
+first use, like `rag eval`).
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from eval.beir import load_beir  # noqa: E402
 from eval.corpus_index import build_index, evaluation_settings  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.generate.extractive import ExtractiveGenerator  # noqa: E402
-from rag.pipeline import Abstention, AnswerPipeline  # noqa: E402
+from rag.embed import Role  # noqa: E402
+from rag.index import Index  # noqa: E402
+from rag.pipeline import Abstention, AnswerPipeline, combined_evidence  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 PER_SET = 300
@@ -40,9 +45,26 @@ OFF_TOPIC = {
 
 
 def off_topic(folder: Path, dev: bool, limit: int) -> list[str]:
-    with (folder / "queries.jsonl").open(encoding="utf-8") as fh:
+    path = folder / "queries_all.jsonl" if (folder / "queries_all.jsonl").exists() else folder / "queries.jsonl"
+    with path.open(encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
     return [r["text"] for r in rows if is_dev(str(r["_id"])) == dev][:limit]
+
+
+def language_offsets(settings: Settings) -> tuple[tuple[str, str, float], ...]:
+    """(question language, passage language, same-language mean cosine - cross-language mean cosine)."""
+    rng = np.random.default_rng(0)
+    passages, embedder = {}, None
+    for name, language in (("scifact", "en"), ("rgb_zh", "zh")):
+        index_dir, _ = build_index(load_beir(SHARED / name), settings)
+        index = Index.open(index_dir)
+        passages[language] = index.vectors(sorted(rng.choice(len(index.dense), 300, replace=False).tolist()))
+        embedder = embedder or Retriever.open(index_dir, settings).embedder
+    questions = {"en": off_topic(SHARED / "scifact", True, 150) + off_topic(SHARED / "beir_queries_qrels_only" / "fiqa", True, 150),
+                 "zh": off_topic(SHARED / "cmrc2018", True, 300)}
+    means = {(q, p): float((embedder.encode(texts, Role.QUERY) @ passages[p].T).mean())
+             for q, texts in questions.items() for p in passages}
+    return tuple((q, p, round(means[(q, q)] - means[(q, p)], 3)) for q, p in means if q != p)
 
 
 def features(pipeline: AnswerPipeline, questions: list[str]) -> np.ndarray:
@@ -52,12 +74,12 @@ def features(pipeline: AnswerPipeline, questions: list[str]) -> np.ndarray:
         lexical, semantic = pipeline.evidence_parts(text, pipeline.retriever.search(text, mode=pipeline.mode, k=5))
         pad = 3 - len(lexical)
         rows.append(np.stack([np.pad(lexical, (0, pad)), np.pad(semantic, (0, pad), constant_values=-1.0)], axis=1))
+    # padding (fewer than three hits) scores 0 words and a cosine of -1: no evidence
     return np.array(rows)
 
 
 def evidence(parts: np.ndarray, rule: Abstention) -> np.ndarray:
-    scaled = np.clip((parts[..., 1] - rule.similarity_floor) / (1 - rule.similarity_floor), 0.0, 1.0)
-    return ((1 - rule.semantic_weight) * parts[..., 0] + rule.semantic_weight * scaled).max(axis=1)
+    return combined_evidence(parts[..., 0], parts[..., 1], rule).max(axis=1)
 
 
 def rates(positive: np.ndarray, negative: np.ndarray, rule: Abstention) -> tuple[float, float]:
@@ -66,6 +88,8 @@ def rates(positive: np.ndarray, negative: np.ndarray, rule: Abstention) -> tuple
 
 def main() -> None:
     settings = evaluation_settings(Settings.resolve())
+    offsets = language_offsets(settings)
+    print(json.dumps({"language_offsets": offsets}), flush=True)
     data: dict[str, dict[str, list[np.ndarray]]] = {s: {"answerable": [], "unanswerable": []} for s in ("dev", "held-out")}
     for name, negatives in OFF_TOPIC.items():
         dataset = load_beir(SHARED / name)

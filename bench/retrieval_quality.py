@@ -27,11 +27,12 @@ def main() -> None:
     parser.add_argument("--no-gate", action="store_true", help="run the fusion variants for every query")
     args = parser.parse_args()
     settings = evaluation_settings(Settings.resolve())
-    config = replace(RetrieverConfig(), dedup=False, fusion=FusionMethod(args.fusion), gate=not args.no_gate)
+    overrides = {"fusion": FusionMethod(args.fusion), "gate": not args.no_gate}
     for folder in args.datasets:
         dataset = load_beir(folder)
         index_dir, id_of = build_index(dataset, settings)
-        retriever = Retriever.open(index_dir, settings, config=config)
+        retriever = Retriever.open(index_dir, settings, dedup=False)
+        retriever.config = replace(retriever.config, **overrides)
         retriever.search("load the models and dictionaries before timing", mode=Mode.FUSION)
         runs = run_modes(retriever, dataset, id_of, list(Mode))
         table = {mode.value: summarise(runs[mode], dataset, 10) for mode in Mode}

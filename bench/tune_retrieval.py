@@ -87,11 +87,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = evaluation_settings(Settings.resolve())
     benches = {name: Bench(name, settings) for name in args.datasets.split(",")}
-    tuned = RetrieverConfig()
+    tuned = RetrieverConfig.for_embedder(next(iter(benches.values())).embedder.name)
     if not args.report_only:
         hybrid = search(benches, PREVIOUS, {"fusion": list(FusionMethod), "dense_weight": [0.5, 0.75, 1.0, 1.5, 2.0]}, Mode.HYBRID)
         gated = search(benches, hybrid, {"gate_agreement": [0.0, 0.2, 0.3, 0.5, 1.01]}, Mode.FUSION)  # 0: never, 1.01: always
         tuned = search(benches, gated, {"feedback_weight": [0.0, 0.3, 1.0], "keywords_weight": [0.0, 0.3]}, Mode.FUSION)
+        tuned = replace(tuned, gate=tuned.gate_agreement <= 1.0)  # agreement 1.01 is "always": the same as gate off
         changed = {k: str(v) for k, v in asdict(tuned).items() if asdict(PREVIOUS)[k] != v}
         print(json.dumps({"tuned": changed}), flush=True)
     for name, bench in benches.items():  # bm25 and dense do not depend on these settings: run once

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from eval.beir import Dataset, DatasetError, Query
 from eval.runner import QueryRun, summarise
 from rag.config import Settings
-from rag.retrieve import Mode, Retriever, RetrieverConfig
+from rag.retrieve import Mode, Retriever
 
 
 def load_cases(path: Path) -> Dataset:
@@ -43,7 +42,7 @@ def load_cases(path: Path) -> Dataset:
 
 def evaluate_cases(path: Path, settings: Settings, modes: Sequence[Mode], k: int = 10) -> dict[str, Any]:
     dataset = load_cases(path)
-    retriever = Retriever.open(settings.index_dir, settings, config=replace(RetrieverConfig(), dedup=False))
+    retriever = Retriever.open(settings.index_dir, settings, dedup=False)
     runs: dict[str, list[QueryRun]] = {m.value: [] for m in modes}
     for query in dataset.queries:
         for mode in modes:

@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +21,7 @@ from eval.significance import paired_randomization, wins_losses
 from rag.config import Settings
 from rag.generate.extractive import ExtractiveGenerator
 from rag.pipeline import AnswerPipeline
-from rag.retrieve import Mode, Retriever, RetrieverConfig
+from rag.retrieve import Mode, Retriever
 
 CURVE_KS = (1, 3, 5, 10, 20, 50, 100)
 
@@ -31,8 +31,7 @@ def evaluate(folder: Path, settings: Settings, modes: Sequence[Mode], k: int = 1
     dataset = load_beir(folder)
     eval_settings = evaluation_settings(settings)
     index_dir, id_of = build_index(dataset, eval_settings, progress=progress)
-    config = replace(RetrieverConfig(), dedup=False)
-    retriever = Retriever.open(index_dir, eval_settings, config=config)
+    retriever = Retriever.open(index_dir, eval_settings, dedup=False)
     retriever.search("load the models and dictionaries before timing", mode=Mode.FUSION)
     runs: dict[str, list[QueryRun]] = {m.value: r for m, r in run_modes(retriever, dataset, id_of, modes).items()}
     if retriever.reranker is not None:
@@ -45,7 +44,7 @@ def evaluate(folder: Path, settings: Settings, modes: Sequence[Mode], k: int = 1
         "latencies": {name: [round(q.ms, 2) for q in r] for name, r in runs.items()},
         "settings": {"index": str(index_dir), "embedder": retriever.index.embedder,
                      "chunk_size": eval_settings.chunk_size, "chunk_overlap": eval_settings.chunk_overlap,
-                     "retriever": {key: (v.value if hasattr(v, "value") else v) for key, v in asdict(config).items()},
+                     "retriever": {key: (v.value if hasattr(v, "value") else v) for key, v in asdict(retriever.config).items()},
                      "reranker": eval_settings.reranker, "index_counts": retriever.index.manifest.get("counts")},
         "packages": package_versions(),
         "published": published_baselines(dataset.name, folder.parent / "published_baselines.tsv"),

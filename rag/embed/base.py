@@ -37,6 +37,13 @@ class Embedder(ABC):
     batch_size: int
     needs_unknown_warning: bool = False
     """True for vocabularies that turn whole scripts into [UNK] (MiniLM and Chinese)."""
+    language_offsets: dict[tuple[str, str], float] = {}
+    """``(question language, passage language) -> offset``: multilingual models rate text in the
+    question's own language closer than text in another, whatever it says; adding the measured gap to
+    the cosine of a passage in the other language lets it compete on meaning."""
+
+    def language_offset(self, question_language: str, passage_language: str) -> float:
+        return self.language_offsets.get((question_language, passage_language), 0.0)
 
     @abstractmethod
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:

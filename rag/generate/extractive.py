@@ -16,7 +16,7 @@ import numpy as np
 from rag.embed import Embedder, Role
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import quoted_header
-from rag.text import BM25Tokenizer
+from rag.text import BM25Tokenizer, language_of
 
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；])|(?<=[.;])\s+(?=[\"“(\[A-Z0-9])|\n+")
 
@@ -78,16 +78,21 @@ class ExtractiveGenerator:
         if not sentences:
             return []
         query_tokens = set(self.tokenizer.tokenize(question))
+        asked = language_of(question)
+        languages = [language_of(s.text) for s in sentences]
         overlap = np.array([len(s.tokens & query_tokens) / max(1, len(query_tokens)) for s in sentences])
         weight = self.semantic_weight * (self._dense_weight(question) if self._dense_weight else 1.0)
         question_vector = self.embedder.encode([question], Role.QUERY)[0]
         sentence_vectors = self.embedder.encode([s.text for s in sentences], Role.PASSAGE)
-        similarity = sentence_vectors @ question_vector
+        similarity = sentence_vectors @ question_vector + [self.embedder.language_offset(asked, lang) for lang in languages]
         # cosines of one embedder sit in a narrow band (e5: 0.7-0.95): rescaled over the candidates, the
         # closest sentence scores 1 and the median one 0, so meaning weighs as much as shared words and
         # off-topic sentences from lower passages do not stretch the scale
         floor, top = float(np.median(similarity)), float(similarity.max())
         semantic = np.clip((similarity - floor) / (top - floor), 0.0, 1.0) if top - floor > 1e-6 else np.ones_like(similarity)
+        # a sentence in another language shares no words with the question: its meaning stands in for them
+        other = np.array([lang != asked for lang in languages])
+        overlap = np.where(other, semantic, overlap)
         relevance = overlap + weight * semantic
         rank_prior = np.array([1.0 / (1 + self.rank_discount * (s.passage - 1)) for s in sentences])
         relevance = relevance * rank_prior

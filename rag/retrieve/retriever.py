@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -41,7 +41,8 @@ class Mode(str, Enum):
 
 @dataclass(frozen=True)
 class RetrieverConfig:
-    """Retrieval settings; the defaults are the measured best on SciFact and RGB-zh (see README)."""
+    """Retrieval settings. The defaults were chosen for MiniLM; :meth:`for_embedder` gives each embedder
+    the settings tuned for it on dev splits (bench/tune_retrieval.py, README)."""
 
     depth: int = 100
     """Candidates taken from each ranked list."""
@@ -74,6 +75,19 @@ class RetrieverConfig:
     dedup: bool = True
     dedup_jaccard: float = 0.9
     """Chunks whose BM25 token sets overlap this much (Jaccard) with a better one are dropped."""
+
+    @classmethod
+    def for_embedder(cls, name: str) -> "RetrieverConfig":
+        """The settings tuned for this embedder, or the defaults."""
+        return TUNED.get(name, cls())
+
+
+TUNED = {
+    "multilingual-e5-small": RetrieverConfig(dense_weight=2.0, gate=False, keywords_weight=0.0, feedback_weight=1.0),
+}
+"""Tuned by bench/tune_retrieval.py on the dev splits (mean nDCG@10 of SciFact, RGB-zh and CMRC2018): e5
+carries twice BM25's weight, and RAG-Fusion always adds the feedback variant (RM3 terms, Rocchio vector)
+at full weight; the keyword variant did not help."""
 
 
 @dataclass
@@ -169,18 +183,22 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.tokenizer = tokenizer or BM25Tokenizer()
-        self.config = config or RetrieverConfig()
+        self.config = config or RetrieverConfig.for_embedder(embedder.name)
         self.reranker = reranker
         self.rewriter = rewriter
         self._keywords = KeywordExtractor(self.tokenizer)
         self._allowed = lru_cache(maxsize=32)(lambda filters: filters.allowed_ids(self.index.store))
+        self._languages: dict[int, str] | None = None
 
     @classmethod
     def open(cls, index_dir: Path, settings: Settings, config: RetrieverConfig | None = None,
-             rewriter: Rewriter | None = None) -> "Retriever":
-        """The retriever for an index, with the embedder it was built with and the configured reranker."""
+             rewriter: Rewriter | None = None, dedup: bool = True) -> "Retriever":
+        """The retriever for an index, with the embedder it was built with, its tuned settings (unless
+        ``config`` is given) and the configured reranker; ``dedup=False`` keeps near-duplicates (for
+        evaluations, where each corpus entry is judged on its own)."""
         index = Index.open(index_dir)
         name = choose_embedder(settings.embed_model, index.embedder["name"], index_dir)
+        config = replace(config or RetrieverConfig.for_embedder(name), dedup=dedup)
         reranker = Reranker(settings.reranker) if settings.reranker else None
         return cls(index, load_embedder(name, batch_size=settings.embed_batch_size), config=config,
                    reranker=reranker, rewriter=rewriter)
@@ -204,8 +222,24 @@ class Retriever:
         if bm25:
             lists[f"{variant.name}/bm25"] = self.index.search_bm25_weighted(variant.bm25_weights, self.config.depth, allowed)
         if dense and variant.vector is not None:
-            lists[f"{variant.name}/dense"] = self.index.search_dense(variant.vector, self.config.depth, allowed)
+            ranked = self.index.search_dense(variant.vector, self.config.depth, allowed)
+            lists[f"{variant.name}/dense"] = self._debiased(variant.text, ranked)
         return lists
+
+    def _debiased(self, query: str, ranked: Ranking) -> Ranking:
+        """Dense scores with the embedder's language offset added for chunks in another language than the
+        query's (a multilingual model's cosine favours the query's own language), best first."""
+        if not self.embedder.language_offsets or not ranked:
+            return ranked
+        asked = language_of(query)
+        languages = self._chunk_languages()
+        adjusted = [(i, s + self.embedder.language_offset(asked, languages.get(i, asked))) for i, s in ranked]
+        return sorted(adjusted, key=lambda pair: -pair[1])
+
+    def _chunk_languages(self) -> dict[int, str]:
+        if self._languages is None:
+            self._languages = {chunk_id: language for chunk_id, _, _, language in self.index.store.chunk_locations()}
+        return self._languages
 
     def _gate(self, lists: dict[str, Ranking], dense_weight: float) -> tuple[bool, str]:
         if not self.config.gate:
@@ -224,7 +258,7 @@ class Retriever:
     def _variants(self, query: str, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float) -> list[QueryVariant]:
         c = self.config
         variants = []
-        keywords = self._keywords.keywords(query)
+        keywords = self._keywords.keywords(query) if c.keywords_weight > 0 else ""
         if keywords and keywords != query:
             vector = self.embedder.encode([keywords], Role.QUERY)[0] if dense_weight > 0 else None
             variants.append(QueryVariant("keywords", keywords, term_weights(self.tokenizer.tokenize(keywords)), vector))
@@ -265,6 +299,8 @@ class Retriever:
             variant = by_name[name]
             if retriever == "dense" and variant.vector is not None:
                 scores = self.index.vectors(union.tolist()) @ variant.vector
+                languages, asked = self._chunk_languages(), language_of(variant.text)
+                scores = scores + np.array([self.embedder.language_offset(asked, languages.get(int(i), asked)) for i in union])
             else:
                 scores = self.index.sparse.scores_for(variant.bm25_weights, union)
             order = np.argsort(-scores, kind="stable")

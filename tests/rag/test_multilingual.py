@@ -64,7 +64,7 @@ def test_an_english_question_over_chinese_notes_quotes_them_and_says_so(pipeline
 
 @pytest.mark.parametrize(("question", "source", "page"), [
     ("Lumen L2 的 warranty 是多久？", "lumen-l2-guide.pdf", 3),
-    ("W3 的 pairing 键要按多久？", "晴川-w3-说明书.pdf", 2),
+    ("W3 气象站的 pairing 怎么操作？", "晴川-w3-说明书.pdf", 2),
 ])
 def test_mixed_language_questions(pipeline: AnswerPipeline, question: str, source: str, page: int):
     hits = pipeline.retriever.search(question, mode=Mode.HYBRID, k=3).hits
