@@ -108,6 +108,13 @@ def language_of(text: str) -> str:
     return "zh" if cjk_share(text) >= CHINESE_SHARE else "en"
 
 
+def written_language(text: str) -> str:
+    """``zh`` when a reader meets at least as many Chinese characters as Latin words (a Chinese sentence
+    naming Windows, Linux and pdflatex is Chinese), else ``en``."""
+    words = len(re.findall(r"[A-Za-z]+", text))
+    return "zh" if len(_CJK_CHAR.findall(text)) >= max(words, 1) else "en"
+
+
 def estimate_tokens(text: str) -> int:
     """About one token per CJK character and one per four other characters (close to WordPiece)."""
     cjk = len(_CJK_CHAR.findall(text))

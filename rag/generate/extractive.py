@@ -90,9 +90,9 @@ class ExtractiveGenerator:
         # off-topic sentences from lower passages do not stretch the scale
         floor, top = float(np.median(similarity)), float(similarity.max())
         semantic = np.clip((similarity - floor) / (top - floor), 0.0, 1.0) if top - floor > 1e-6 else np.ones_like(similarity)
-        # a sentence in another language shares no words with the question: its meaning stands in for them
+        # a sentence in another language shares few words with the question: its meaning stands in for them
         other = np.array([lang != asked for lang in languages])
-        overlap = np.where(other, semantic, overlap)
+        overlap = np.where(other, np.maximum(overlap, semantic), overlap)
         relevance = overlap + weight * semantic
         rank_prior = np.array([1.0 / (1 + self.rank_discount * (s.passage - 1)) for s in sentences])
         relevance = relevance * rank_prior
@@ -109,10 +109,10 @@ class ExtractiveGenerator:
         return [sentences[i] for i in chosen]
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        """The chosen sentences, each with its [n]; first a header line when they are in another language
-        than the question (an English question answered from Chinese passages)."""
+        """The chosen sentences, each with its [n]; first a header line when the leading one is in another
+        language than the question (an English question answered from Chinese passages)."""
         chosen = self.select(request.question, request.passages)
-        header = quoted_header(request.question, " ".join(s.text for s in chosen)) if chosen else None
+        header = quoted_header(request.question, chosen[0].text) if chosen else None
         if header:
             yield header + "\n"
         for i, sentence in enumerate(chosen):

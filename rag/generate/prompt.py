@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rag.text import language_of
+from rag.text import language_of, written_language
 
 NOT_FOUND = {"en": "Not found in your documents.", "zh": "您的文档中没有找到答案。"}
 NOT_FOUND_MARKER = "NOT_FOUND"
@@ -45,7 +45,7 @@ LANGUAGE_NAMES = {"en": {"en": "English", "zh": "Chinese"}, "zh": {"en": "英文
 
 def quoted_header(question: str, quoted: str) -> str | None:
     """The line that says an extractive answer quotes documents in another language than the question's."""
-    asked, written = language_of(question), language_of(quoted)
+    asked, written = language_of(question), written_language(quoted)
     return None if asked == written else QUOTED[asked].format(language=LANGUAGE_NAMES[asked][written])
 
 

@@ -64,3 +64,11 @@ def test_tokenizer_uses_jieba_search_mode_for_chinese():
 def test_tokenizer_handles_mixed_language_text():
     tokens = BM25Tokenizer().tokenize("使用 LaTeX 模板撰写 theses")
     assert {"使用", "latex", "模板", "撰写", "these"} <= set(tokens)
+
+
+def test_written_language_counts_chinese_characters_against_latin_words():
+    from rag.text import written_language
+
+    assert written_language("兼顾操作系统：Windows，Linux， MacOS 和 LATEX 编译引擎：pdflatex，xelatex，lualatex。") == "zh"
+    assert written_language("The Lumen L2 has a two-year warranty.") == "en"
+    assert written_language("调用 clip_grad_norm_ 裁剪梯度") == "zh"
