@@ -6,15 +6,17 @@ the gold answer, and how long answers are.
 
 Indexes the CMRC2018 corpus through the evaluation cache and answers questions with the default
 pipeline (fusion retrieval, extractive backend, abstention on). ``--split`` takes the fixed halves of
-bench/harness.py (or ``all``); ``--grid`` answers the same questions with several sentence-picker
-settings (semantic weight, cut-off, sentence order) against one retrieval pass, the previous
-behaviour included, and prints one line each.
+bench/harness.py (or ``all``), of which ``-n`` questions are drawn at random with a fixed seed (the
+questions are ordered by passage, so the first ones would stand for a few passages only). ``--grid``
+answers the same questions with several sentence-picker settings (semantic weight, cut-off, sentence
+order) against one retrieval pass, the previous behaviour included, and prints one line each.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import random
 import re
 import statistics
 import sys
@@ -35,6 +37,7 @@ from rag.pipeline import AnswerPipeline  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 _MARKER = re.compile(r"\[\d+\]")
+SAMPLE_SEED = 2026
 
 
 def normal(text: str) -> str:
@@ -66,14 +69,15 @@ def rates(generator: ExtractiveGenerator, cases: list[tuple[list[str], str, list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=["dev", "held-out", "all"], default="held-out")
-    parser.add_argument("-n", type=int, default=500, help="questions (the first N of the split)")
+    parser.add_argument("-n", type=int, default=500, help="questions drawn from the split (seeded)")
     parser.add_argument("--grid", action="store_true", help="compare sentence-picker settings")
     args = parser.parse_args()
     settings = evaluation_settings(Settings.resolve())
     dataset = load_beir(SHARED / "cmrc2018")
     index_dir, _ = build_index(dataset, settings)
     dev, held_out = splits(dataset, SHARED / "cmrc2018")
-    questions = {"dev": dev, "held-out": held_out, "all": dataset}[args.split].queries[: args.n]
+    pool = {"dev": dev, "held-out": held_out, "all": dataset}[args.split].queries
+    questions = random.Random(SAMPLE_SEED).sample(pool, min(args.n, len(pool)))
     retriever = Retriever.open(index_dir, settings)
     retriever.embedder = CachedEmbedder(retriever.embedder)
     default = ExtractiveGenerator(retriever.embedder, retriever.tokenizer, dense_weight=retriever.dense_weight_for)

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/tune_retrieval.py                  # tune, then report
     PYTHONPATH=. .venv/bin/python bench/tune_retrieval.py --report-only    # the current defaults only
 
-Dev and held-out splits are fixed in bench/splits.py. Stage 1 tunes the hybrid (fusion method, dense
+Dev and held-out splits are fixed in bench/harness.py. Stage 1 tunes the hybrid (fusion method, dense
 weight); stage 2 the RAG-Fusion variants (gate, feedback and keyword weights) on top of the best hybrid.
 The objective is the mean nDCG@10 of the three dev sets (English SciFact, Chinese RGB-zh and CMRC2018),
 so neither language wins alone; each set's own best is printed too. Then every mode is reported with
