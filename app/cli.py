@@ -13,27 +13,9 @@ from typing import Any
 
 import click
 
-from rag.config import ConfigError, Settings
+from app.cli_common import embedder_option, fatal, open_retriever, settings_from
+from app.finetune_cli import finetune
 from rag.retrieve.retriever import Mode
-
-EXIT_FATAL = 1
-
-embedder_option = click.option(
-    "--embedder", "embed_model",
-    help="e5-small (multilingual, the default for new indexes) | minilm (English only, faster ingest) | a "
-         "sentence-transformers model folder [env RAG_EMBED_MODEL]. An existing index keeps its own.")
-
-
-def _settings(ctx: click.Context, **flags: Any) -> Settings:
-    try:
-        return Settings.resolve(flags)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc), ctx) from exc
-
-
-def _fatal(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_FATAL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,14 +53,14 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
     from rag.embed import EmbedderError
     from rag.index import EmbedderMismatchError, IndexLockedError, IndexNotFoundError
 
-    settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+    settings = settings_from(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
                          embed_model=embed_model)
     try:
         report = Ingestor(settings, lock_wait=lock_wait).run(list(paths), prune=prune)
     except (IndexLockedError, EmbedderMismatchError, EmbedderError, IndexNotFoundError) as exc:
-        _fatal(str(exc))
+        fatal(str(exc))
     except (OSError, sqlite3.Error, RuntimeError) as exc:
-        _fatal(f"{settings.index_dir}: cannot update the index ({type(exc).__name__}: {exc}); nothing was changed")
+        fatal(f"{settings.index_dir}: cannot update the index ({type(exc).__name__}: {exc}); nothing was changed")
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -150,13 +132,13 @@ def search(ctx: click.Context, query: str | None, index_dir: Path | None, mode: 
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give a QUERY or --queries FILE (not both)", ctx)
-    settings = _settings(ctx, index_dir=index_dir, embed_model=embed_model)
+    settings = settings_from(ctx, index_dir=index_dir, embed_model=embed_model)
     try:
         filters = Filters.parse(paths, languages, pages)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param_hint="--pages") from exc
     queries = [query] if query is not None else _read_batch(queries_file, "text")  # type: ignore[arg-type]
-    retriever = _open_retriever(settings)
+    retriever = open_retriever(settings)
     for text in queries:
         result = retriever.search(text, mode=mode, k=k, filters=filters or None, rerank=rerank, window=window)
         if as_json or queries_file is not None:
@@ -186,13 +168,13 @@ def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: s
 
     if (question is None) == (questions_file is None):
         raise click.UsageError("give a QUESTION or --questions FILE (not both)", ctx)
-    settings = _settings(ctx, index_dir=index_dir, llm=llm, adapter=adapter, embed_model=embed_model)
-    retriever = _open_retriever(settings)
+    settings = settings_from(ctx, index_dir=index_dir, llm=llm, adapter=adapter, embed_model=embed_model)
+    retriever = open_retriever(settings)
     try:
         generator = make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
                                    dense_weight=retriever.dense_weight_for)
     except GenerationError as exc:
-        _fatal(str(exc))
+        fatal(str(exc))
     pipeline = AnswerPipeline(retriever, generator, mode=Mode(mode), k=k)
     questions = [question] if question is not None else _read_batch(questions_file, "question")  # type: ignore[arg-type]
     streaming = not (as_json or questions_file is not None)
@@ -204,7 +186,7 @@ def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: s
                 elif streaming:
                     click.echo(item, nl=False)
         except GenerationError as exc:
-            _fatal(str(exc))
+            fatal(str(exc))
         if not streaming:
             click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
             continue
@@ -219,17 +201,6 @@ def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: s
             click.echo(f"  [{c.n}] {c.source}  p.{c.page}: \"{' '.join(c.quote.split())[:200]}\"")
         for sentence in answer.unsupported:
             click.echo(f"  (not supported by its sources: {sentence})")
-
-
-def _open_retriever(settings: Settings) -> Any:
-    from rag.embed import EmbedderError
-    from rag.index import EmbedderMismatchError, IndexNotFoundError
-    from rag.retrieve import Retriever
-
-    try:
-        return Retriever.open(settings.index_dir, settings)
-    except (IndexNotFoundError, EmbedderMismatchError, EmbedderError) as exc:
-        _fatal(str(exc))
 
 
 @main.command("eval", epilog="Example:  rag eval ../shared/eval/scifact --modes bm25,dense,hybrid,fusion -k 10 --out eval-out --json")
@@ -256,11 +227,11 @@ def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: 
         comparison = compare_reports(*(json.loads(p.read_text(encoding="utf-8")) for p in compare))
         click.echo(json.dumps(comparison, ensure_ascii=False) if as_json else render(comparison))
         return
-    settings = _settings(ctx, index_dir=index_dir, embed_model=embed_model)
+    settings = settings_from(ctx, index_dir=index_dir, embed_model=embed_model)
     if synthetic:
         from eval.synthetic import synthetic_cases
 
-        retriever = _open_retriever(settings)
+        retriever = open_retriever(settings)
         cases = synthetic_cases(retriever.index, retriever.tokenizer, synthetic)
         text = "\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n"
         if out:
@@ -285,7 +256,7 @@ def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: 
 
             report = run_evaluation(dataset, settings, chosen, k, answer_sample)
     except DatasetError as exc:
-        _fatal(str(exc))
+        fatal(str(exc))
     folder = out or Path("eval-out") / report["dataset"]
     if "recall_curves" in report:
         from eval.report import write_reports
@@ -310,7 +281,7 @@ def feedback(ctx: click.Context, index_dir: Path | None, out: Path | None) -> No
     """Export the UI's thumbs-up answers as evaluation cases (JSONL) for `rag eval CASES --index`."""
     from rag.feedback import FeedbackStore, as_cases, to_jsonl
 
-    votes = FeedbackStore(_settings(ctx, index_dir=index_dir).index_dir).all()
+    votes = FeedbackStore(settings_from(ctx, index_dir=index_dir).index_dir).all()
     cases = as_cases(votes)
     text = to_jsonl(cases)
     if out:
@@ -328,7 +299,7 @@ def feedback(ctx: click.Context, index_dir: Path | None, out: Path | None) -> No
 @click.pass_context
 def ui(ctx: click.Context, index_dir: Path | None, port: int) -> None:
     """Start the Streamlit app on 127.0.0.1 (loopback only)."""
-    settings = _settings(ctx, index_dir=index_dir)
+    settings = settings_from(ctx, index_dir=index_dir)
     script = Path(__file__).with_name("ui.py")
     env = {**os.environ, "RAG_INDEX": str(settings.index_dir.resolve())}
     command = [
@@ -339,6 +310,8 @@ def ui(ctx: click.Context, index_dir: Path | None, port: int) -> None:
     ]
     os.execve(sys.executable, command, env)
 
+
+main.add_command(finetune)
 
 if __name__ == "__main__":
     main()

@@ -35,7 +35,8 @@ def published_baselines(dataset: str, table: Path) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(fh, delimiter="\t") if row.get("dataset") == dataset]
 
 
-def _figure_png(draw: Any) -> str:
+def figure_png(draw: Any) -> str:
+    """``draw(axis)`` on a fresh figure, as a base64 PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +82,7 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
         axis.set_ylabel("ms per query")
         axis.set_title("Latency")
 
-    return {"quality": _figure_png(bars), "recall": _figure_png(curves), "latency": _figure_png(latency)}
+    return {"quality": figure_png(bars), "recall": figure_png(curves), "latency": figure_png(latency)}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -110,13 +111,16 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def html_page(report: dict[str, Any]) -> str:
-    images = plots(report)
-    body = html.escape(markdown(report))
+    return html_document(f"Retrieval evaluation: {report['dataset']}", plots(report), markdown(report))
+
+
+def html_document(title: str, images: dict[str, str], text: str) -> str:
+    """A self-contained page: the title, the base64 PNG ``images`` (by alt text) and ``text`` preformatted."""
     figures = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{png}"></figure>' for name, png in images.items())
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report['dataset'])} evaluation</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto}figure{display:inline-block;margin:.5rem}"
             "pre{white-space:pre-wrap}</style></head>"
-            f"<body><h1>Retrieval evaluation: {html.escape(report['dataset'])}</h1>{figures}<pre>{body}</pre></body></html>")
+            f"<body><h1>{html.escape(title)}</h1>{figures}<pre>{html.escape(text)}</pre></body></html>")
 
 
 def write_reports(report: dict[str, Any], folder: Path) -> dict[str, Path]:

@@ -19,6 +19,11 @@ from rag.index import Index
 from rag.retrieve.variants import KeywordExtractor
 from rag.text import BM25Tokenizer
 
+QUESTION_PROMPT = (
+    "Write one specific question that the passage below answers on its own, in the passage's language, as a "
+    "reader of the document would ask it: name the thing asked about and do not refer to \"the passage\". "
+    "Reply with the question only.\n\n"
+)
 PSEUDO_LABEL = "pseudo-query from the passage's own words: easier than real questions"
 
 
@@ -34,8 +39,8 @@ def synthetic_cases(index: Index, tokenizer: BM25Tokenizer, n: int, writer: Any 
         if len(chunk.tokens) < 8:
             continue
         if writer is not None:
-            question = writer.complete([{"role": "user", "content": "Write one question that this passage answers, "
-                                         f"in its language. Reply with the question only.\n\n{chunk.text}"}]).strip()
+            question = writer.complete([{"role": "user", "content": QUESTION_PROMPT + chunk.text}]).strip()
+            question = question.splitlines()[0].strip().strip('"“”') if question else ""
             kind, label = "llm", "written by the configured LLM"
         elif len(cases) % 2 == 0:
             question, kind, label = keywords.keywords(chunk.text), "keywords", PSEUDO_LABEL

@@ -23,7 +23,7 @@ from rag.generate.extractive import ExtractiveGenerator, split_sentences
 from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, not_found, split_header
 from rag.retrieve import Mode, RetrievalResult, Retriever
 from rag.retrieve.variants import KeywordExtractor
-from rag.text import language_of
+from rag.text import BM25Tokenizer, language_of
 
 
 
@@ -202,24 +202,15 @@ class AnswerPipeline:
         passages = fit_passages(standalone, passages, self.generator.count_tokens, self.generator.context_window,
                                 reserve=self.max_new_tokens)
         request = GenerationRequest(standalone, passages, self.max_new_tokens, stop or threading.Event())
-        pieces: list[str] = []
-        shown = 0
-        for piece in self.generator.stream(request):
-            pieces.append(piece)
-            text = "".join(pieces)
-            if NOT_FOUND_MARKER.startswith(text.strip()) or text.lstrip().startswith(NOT_FOUND_MARKER):
-                continue  # may be, or is, the refusal marker: nothing to show yet
-            yield text[shown:]
-            shown = len(text)
-        raw = "".join(pieces).strip()
-        if not raw or raw.startswith(NOT_FOUND_MARKER):
-            yield from self._refusal(question, passages, started, standalone, evidence, retrieval)
-            return
-        header, body = split_header(raw)
-        check = check_citations(body, {p.n: p.text for p in passages}, self.retriever.tokenizer)
-        text = f"{header}\n{check.text}" if header else check.text
-        yield Answer(question, text, self._citations(check, passages), check.grounded, False, passages,
-                     _ms(started), standalone, evidence, check.unsupported, retrieval, header)
+        for item in generate_reply(self.generator, self.retriever.tokenizer, request):
+            if not isinstance(item, Reply):
+                yield item
+            elif item.refused:
+                yield from self._refusal(question, passages, started, standalone, evidence, retrieval)
+            else:
+                assert item.check is not None
+                yield Answer(question, item.text, self._citations(item.check, passages), item.check.grounded, False,
+                             passages, _ms(started), standalone, evidence, item.check.unsupported, retrieval, item.header)
 
     @staticmethod
     def _refusal(question: str, passages: list[Passage], started: float, standalone: str, evidence: float,
@@ -255,6 +246,47 @@ class AnswerPipeline:
 
         return RunnableLambda(lambda question: self.answer(question if isinstance(question, str) else question["question"]),
                               name="rag-answer")
+
+
+@dataclass
+class Reply:
+    """A backend's whole reply to a request, its citations checked; ``refused`` when it wrote the
+    not-found marker or nothing (then ``check`` is None)."""
+
+    text: str
+    header: str = ""
+    check: CitationCheck | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.check is None
+
+
+def generate_reply(generator: Generator, tokenizer: BM25Tokenizer, request: GenerationRequest) -> Iterator[str | Reply]:
+    """Stream the backend's answer text (held back while it may be the not-found marker), then the
+    checked :class:`Reply`. The answer pipeline and ``rag finetune eval`` both generate through this.
+
+    Example:
+        >>> reply = list(generate_reply(generator, BM25Tokenizer(), GenerationRequest("How long?", passages)))[-1]
+        >>> reply.refused, reply.check.cited
+        (False, [1])
+    """
+    pieces: list[str] = []
+    shown = 0
+    for piece in generator.stream(request):
+        pieces.append(piece)
+        text = "".join(pieces)
+        if NOT_FOUND_MARKER.startswith(text.strip()) or text.lstrip().startswith(NOT_FOUND_MARKER):
+            continue  # may be, or is, the refusal marker: nothing to show yet
+        yield text[shown:]
+        shown = len(text)
+    raw = "".join(pieces).strip()
+    if not raw or raw.startswith(NOT_FOUND_MARKER):
+        yield Reply(raw)
+        return
+    header, body = split_header(raw)
+    check = check_citations(body, {p.n: p.text for p in request.passages}, tokenizer)
+    yield Reply(f"{header}\n{check.text}" if header else check.text, header, check)
 
 
 def combined_evidence(lexical: np.ndarray, semantic: np.ndarray, rule: Abstention) -> np.ndarray:

@@ -1,0 +1,257 @@
+"""RAFT training examples from the user's own index: a question about a passage (the oracle), shown
+among passages retrieved for the same question (the distractors), with a target that quotes and
+cites the oracle, or the not-found marker when the oracle is left out.
+
+The context is numbered and delimited by :func:`rag.generate.prompt.build_messages`, the live
+prompt, so the model is trained on exactly what it is served.
+
+Example:
+    >>> cases = pseudo_questions(retriever, n=200)
+    >>> examples = RaftBuilder(retriever, distractors=4).build(cases)
+    >>> examples[0]["messages"][-1]["role"], examples[0]["split"]
+    ('assistant', 'train')
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from eval.synthetic import PSEUDO_LABEL, synthetic_cases
+from rag.generate.base import GenerationRequest, Generator
+from rag.generate.extractive import ExtractiveGenerator, split_sentences
+from rag.generate.prompt import NOT_FOUND_MARKER, Passage, build_messages
+from rag.index.store import ChunkRow
+from rag.retrieve import Filters, Mode, Retriever
+
+USER_LABEL = "written by a person"
+LLM_LABEL = "written by the configured LLM"
+
+
+class DataError(ValueError):
+    """Training data that cannot be built or read; the message is one line naming the file and the reason."""
+
+
+@dataclass(frozen=True)
+class QuestionCase:
+    """A question and the chunk that answers it; ``answer`` is the gold answer when one is known."""
+
+    question: str
+    oracle: ChunkRow
+    answer: str | None
+    kind: str
+    label: str
+
+
+def user_questions(path: Path, retriever: Retriever) -> tuple[list[QuestionCase], int]:
+    """Cases from a JSONL of ``{question, answer?, source?, page?, quote?}`` (``rag feedback`` writes
+    these), and how many were skipped because their source is not in the index.
+
+    The oracle is the best-ranked chunk of the named file (and page); a quote or answer found in a
+    chunk of it picks that chunk. Without a source, the best-ranked chunk of the whole index is taken.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the questions ({exc})") from exc
+    cases, skipped = [], 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            question = str(item["question"]).strip()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}:{number}: expected a JSON object with a question ({exc})") from exc
+        if not question:
+            raise DataError(f"{path}:{number}: the question is empty")
+        oracle = _oracle_for(retriever, question, item)
+        if oracle is None:
+            skipped += 1
+            continue
+        answer = str(item["answer"]).strip() if item.get("answer") else None
+        cases.append(QuestionCase(question, oracle, answer, "user", USER_LABEL))
+    return cases, skipped
+
+
+def _oracle_for(retriever: Retriever, question: str, item: dict[str, Any]) -> ChunkRow | None:
+    filters = None
+    if item.get("source"):
+        source = str(Path(str(item["source"])).expanduser().resolve())
+        page = int(item["page"]) if item.get("page") else None
+        filters = Filters(paths=(source,), pages=(page, page) if page else None)
+    hits = retriever.search(question, mode=Mode.HYBRID, k=20, filters=filters, rerank=False).hits
+    for needle in (item.get("quote"), item.get("answer")):
+        if needle:
+            containing = [h.chunk for h in hits if str(needle).strip() in h.text]
+            if containing:
+                return containing[0]
+    return hits[0].chunk if hits else None
+
+
+def written_questions(retriever: Retriever, writer: Generator, n: int, seed: int = 0) -> list[QuestionCase]:
+    """``n`` questions written by the configured LLM about randomly chosen chunks."""
+    return _from_synthetic(retriever, synthetic_cases(retriever.index, retriever.tokenizer, n, writer=writer, seed=seed))
+
+
+def pseudo_questions(retriever: Retriever, n: int, seed: int = 0) -> list[QuestionCase]:
+    """``n`` offline pseudo-questions (a chunk's keywords or one of its sentences), labelled as such."""
+    return _from_synthetic(retriever, synthetic_cases(retriever.index, retriever.tokenizer, n, seed=seed))
+
+
+def _from_synthetic(retriever: Retriever, cases: list[dict[str, Any]]) -> list[QuestionCase]:
+    chunks = {c.id: c for c in retriever.index.chunks([case["chunk_id"] for case in cases])}
+    return [QuestionCase(case["question"], chunks[case["chunk_id"]], None, "llm" if case["kind"] == "llm" else "pseudo",
+                         LLM_LABEL if case["kind"] == "llm" else PSEUDO_LABEL) for case in cases]
+
+
+class RaftBuilder:
+    """Turns question cases into RAFT examples (see the module docstring).
+
+    Documents, not chunks, are split into train and validation (``validation_share`` of them, at least
+    one when there are two or more), so no validation passage is seen in training; distractors come
+    from the same split. A ``no_oracle_share`` of each split leaves the oracle out (and every chunk of
+    its document), with the not-found marker as the target.
+
+    Example:
+        >>> builder = RaftBuilder(retriever, distractors=3, no_oracle_share=0.2, seed=1)
+        >>> [e["split"] for e in builder.build(cases)][:3]
+        ['train', 'validation', 'train']
+    """
+
+    def __init__(self, retriever: Retriever, distractors: int = 4, no_oracle_share: float = 0.2,
+                 validation_share: float = 0.2, seed: int = 0, quote_sentences: int = 2) -> None:
+        if distractors < 1:
+            raise DataError("--distractors must be at least 1")
+        if not 0 <= no_oracle_share < 1 or not 0 <= validation_share < 1:
+            raise DataError("--no-oracle-share and --validation-share must be in [0, 1)")
+        self.retriever = retriever
+        self.distractors = distractors
+        self.no_oracle_share = no_oracle_share
+        self.validation_share = validation_share
+        self.seed = seed
+        self._quoter = ExtractiveGenerator(retriever.embedder, retriever.tokenizer, max_sentences=quote_sentences,
+                                           dense_weight=retriever.dense_weight_for)
+
+    def split_documents(self, cases: Sequence[QuestionCase]) -> dict[str, str]:
+        """``{document path: "train" | "validation"}`` for the documents the cases come from."""
+        documents = sorted({case.oracle.path for case in cases})
+        random.Random(self.seed).shuffle(documents)
+        held = round(self.validation_share * len(documents))
+        if self.validation_share > 0 and len(documents) >= 2:
+            held = min(max(held, 1), len(documents) - 1)
+        return {doc: "validation" if i < held else "train" for i, doc in enumerate(documents)}
+
+    def build(self, cases: Sequence[QuestionCase]) -> list[dict[str, Any]]:
+        if not cases:
+            raise DataError("no questions to build examples from")
+        rng = random.Random(self.seed)
+        splits = self.split_documents(cases)
+        without_oracle: set[int] = set()
+        for split in ("train", "validation"):
+            members = [i for i, case in enumerate(cases) if splits[case.oracle.path] == split]
+            without_oracle.update(rng.sample(members, round(self.no_oracle_share * len(members))))
+        return [self.example(case, splits, i not in without_oracle, rng) for i, case in enumerate(cases)]
+
+    def example(self, case: QuestionCase, splits: dict[str, str], with_oracle: bool, rng: random.Random) -> dict[str, Any]:
+        target, quoted = self._target(case)
+        split = splits[case.oracle.path]
+        needles = [s for s in quoted + [case.answer or ""] if s]
+        excluded = {case.oracle.path} if not with_oracle else set()
+        count = self.distractors if with_oracle else self.distractors + 1
+        chunks = self._distractors(case, split, splits, excluded, needles, count)
+        if with_oracle:
+            chunks.append(case.oracle)
+        rng.shuffle(chunks)
+        passages = [Passage(n, c.path, c.page, c.text, c.id) for n, c in enumerate(chunks, start=1)]
+        if with_oracle:
+            n = next(p.n for p in passages if p.chunk_id == case.oracle.id)
+            target = target.replace("[1]", f"[{n}]")
+        else:
+            target = NOT_FOUND_MARKER
+        messages = build_messages(case.question, passages) + [{"role": "assistant", "content": target}]
+        return {
+            "split": split,
+            "oracle": {"source": case.oracle.path, "page": case.oracle.page, "chunk_id": case.oracle.id} if with_oracle else None,
+            "question": case.question,
+            "answer": case.answer or (quoted[0] if quoted else None),
+            "kind": case.kind, "label": case.label,
+            "passages": [{"n": p.n, "source": p.source, "page": p.page, "chunk_id": p.chunk_id, "text": p.text} for p in passages],
+            "messages": messages,
+        }
+
+    def _target(self, case: QuestionCase) -> tuple[str, list[str]]:
+        """The answer citing the oracle as ``[1]`` (renumbered later) and the oracle sentences it quotes.
+
+        A gold answer found in an oracle sentence quotes that sentence; one not found is used as written;
+        without one, the sentences the extractive backend picks from the oracle are quoted.
+        """
+        text = case.oracle.text
+        if case.answer:
+            holding = [s for s in split_sentences(text) if case.answer in s]
+            if not holding:
+                return f"{case.answer} [1]", []
+            text = holding[0]
+        request = GenerationRequest(case.question, [Passage(1, case.oracle.path, case.oracle.page, text, case.oracle.id)])
+        chosen = self._quoter.select(request.question, request.passages)
+        if chosen:
+            return "".join(self._quoter.stream(request)), [s.text for s in chosen]
+        first = (split_sentences(text) or [text.strip()])[0]
+        return f"{first} [1]", [first]
+
+    def _distractors(self, case: QuestionCase, split: str, splits: dict[str, str], excluded: set[str],
+                     needles: Iterable[str], count: int) -> list[ChunkRow]:
+        """Chunks retrieved for the question from documents of the same split, other than the oracle,
+        its document when ``excluded``, and any chunk holding the quoted text or the answer."""
+        pool = self.retriever.search(case.question, mode=Mode.HYBRID, k=8 * (count + 1), rerank=False).hits
+        chosen: list[ChunkRow] = []
+        for hit in pool:
+            chunk = hit.chunk
+            if (chunk.id == case.oracle.id or chunk.path in excluded or splits.get(chunk.path, split) != split
+                    or any(needle in chunk.text for needle in needles)):
+                continue
+            chosen.append(chunk)
+            if len(chosen) == count:
+                break
+        return chosen
+
+
+def write_examples(examples: Sequence[dict[str, Any]], path: Path) -> None:
+    """One JSON object per line, written to a temporary file and renamed: never a half-written file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    """The examples of a ``rag finetune data`` file, checked; raises :class:`DataError` naming the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the training data ({exc})") from exc
+    examples = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+            messages = example["messages"]
+            valid = (example.get("split") in ("train", "validation") and isinstance(messages, list) and len(messages) >= 2
+                     and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in messages)
+                     and messages[-1]["role"] == "assistant")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"{path}:{number}: not a training example ({type(exc).__name__}: {exc})") from exc
+        if not valid:
+            raise DataError(f"{path}:{number}: not a training example (needs split train|validation and messages "
+                            "ending with the assistant's answer)")
+        examples.append(example)
+    if not examples:
+        raise DataError(f"{path}: no training examples; build them with `rag finetune data`")
+    return examples
+
