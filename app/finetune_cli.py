@@ -41,7 +41,7 @@ def finetune() -> None:
 @click.option("--no-oracle-share", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of examples without the oracle, whose target is the refusal.")
 @click.option("--validation-share", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
-              help="Share of documents held out for validation.")
+              help="Share of the examples held out for validation, whole documents at a time.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def data(ctx: click.Context, index_dir: Path | None, out: Path, questions_file: Path | None, llm: str | None, n: int,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 SENTENCES = [
     "The lantern charges in ten hours under the sun.",
@@ -49,11 +50,12 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
-def make_causal_lm(folder: Path, chat_template: bool = True) -> Path:
-    """A random 2-layer Llama with a byte-level BPE tokenizer (handles any script) trained on ``SENTENCES``."""
+def make_causal_lm(folder: Path, chat_template: bool = True, config: Any = None) -> Path:
+    """A random 2-layer Llama (or a model of ``config``, in its dtype) with a byte-level BPE tokenizer
+    (handles any script) trained on ``SENTENCES``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -66,10 +68,11 @@ def make_causal_lm(folder: Path, chat_template: bool = True) -> Path:
         fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    if config is None:
+        config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = fast.bos_token_id, fast.eos_token_id, fast.pad_token_id
+    AutoModelForCausalLM.from_config(config, dtype=getattr(config, "dtype", None) or torch.float32).save_pretrained(folder)
     return folder
 
 

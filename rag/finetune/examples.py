@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -111,8 +112,8 @@ def _from_synthetic(retriever: Retriever, cases: list[dict[str, Any]]) -> list[Q
 class RaftBuilder:
     """Turns question cases into RAFT examples (see the module docstring).
 
-    Documents, not chunks, are split into train and validation (``validation_share`` of them, at least
-    one when there are two or more), so no validation passage is seen in training; distractors come
+    Documents, not chunks, are split into train and validation (about ``validation_share`` of the
+    cases, whole documents at a time), so no validation passage is seen in training; distractors come
     from the same split. A ``no_oracle_share`` of each split leaves the oracle out (and every chunk of
     its document), with the not-found marker as the target.
 
@@ -137,13 +138,18 @@ class RaftBuilder:
                                            dense_weight=retriever.dense_weight_for)
 
     def split_documents(self, cases: Sequence[QuestionCase]) -> dict[str, str]:
-        """``{document path: "train" | "validation"}`` for the documents the cases come from."""
-        documents = sorted({case.oracle.path for case in cases})
+        """``{document path: "train" | "validation"}``: documents in a seeded random order go to
+        validation until it holds ``validation_share`` of the cases (at least one document, when there
+        are two or more; never all of them)."""
+        counts = Counter(case.oracle.path for case in cases)
+        documents = sorted(counts)
         random.Random(self.seed).shuffle(documents)
-        held = round(self.validation_share * len(documents))
-        if self.validation_share > 0 and len(documents) >= 2:
-            held = min(max(held, 1), len(documents) - 1)
-        return {doc: "validation" if i < held else "train" for i, doc in enumerate(documents)}
+        held: set[str] = set()
+        for document in documents[:-1]:
+            if self.validation_share == 0 or sum(counts[d] for d in held) >= self.validation_share * len(cases):
+                break
+            held.add(document)
+        return {doc: "validation" if doc in held else "train" for doc in documents}
 
     def build(self, cases: Sequence[QuestionCase]) -> list[dict[str, Any]]:
         if not cases:
@@ -154,15 +160,17 @@ class RaftBuilder:
         for split in ("train", "validation"):
             members = [i for i, case in enumerate(cases) if splits[case.oracle.path] == split]
             without_oracle.update(rng.sample(members, round(self.no_oracle_share * len(members))))
-        return [self.example(case, splits, i not in without_oracle, rng) for i, case in enumerate(cases)]
+        documents = {split: Filters(paths=tuple(sorted(d for d, s in splits.items() if s == split))) for split in ("train", "validation")}
+        return [self.example(case, splits[case.oracle.path], documents[splits[case.oracle.path]], i not in without_oracle, rng)
+                for i, case in enumerate(cases)]
 
-    def example(self, case: QuestionCase, splits: dict[str, str], with_oracle: bool, rng: random.Random) -> dict[str, Any]:
+    def example(self, case: QuestionCase, split: str, documents: Filters, with_oracle: bool, rng: random.Random) -> dict[str, Any]:
+        """One example of ``split``, its distractors drawn from ``documents`` (that split's)."""
         target, quoted = self._target(case)
-        split = splits[case.oracle.path]
         needles = [s for s in quoted + [case.answer or ""] if s]
         excluded = {case.oracle.path} if not with_oracle else set()
         count = self.distractors if with_oracle else self.distractors + 1
-        chunks = self._distractors(case, split, splits, excluded, needles, count)
+        chunks = self._distractors(case, documents, excluded, needles, count)
         if with_oracle:
             chunks.append(case.oracle)
         rng.shuffle(chunks)
@@ -186,8 +194,9 @@ class RaftBuilder:
     def _target(self, case: QuestionCase) -> tuple[str, list[str]]:
         """The answer citing the oracle as ``[1]`` (renumbered later) and the oracle sentences it quotes.
 
-        A gold answer found in an oracle sentence quotes that sentence; one not found is used as written;
-        without one, the sentences the extractive backend picks from the oracle are quoted.
+        A gold answer found in an oracle sentence quotes that sentence (or, when that is a fragment or a
+        heading, gives the answer alone); one not found is used as written; without one, the sentences
+        the extractive backend picks from the oracle are quoted.
         """
         text = case.oracle.text
         if case.answer:
@@ -198,25 +207,24 @@ class RaftBuilder:
         request = GenerationRequest(case.question, [Passage(1, case.oracle.path, case.oracle.page, text, case.oracle.id)])
         chosen = self._quoter.select(request.question, request.passages)
         if chosen:
-            return "".join(self._quoter.stream(request)), [s.text for s in chosen]
+            return "".join(self._quoter.render(request.question, chosen)), [s.text for s in chosen]
+        if case.answer:  # the sentence holding it is a fragment or a heading: the answer alone reads better
+            return f"{case.answer} [1]", [text]
         first = (split_sentences(text) or [text.strip()])[0]
         return f"{first} [1]", [first]
 
-    def _distractors(self, case: QuestionCase, split: str, splits: dict[str, str], excluded: set[str],
-                     needles: Iterable[str], count: int) -> list[ChunkRow]:
-        """Chunks retrieved for the question from documents of the same split, other than the oracle,
-        its document when ``excluded``, and any chunk holding the quoted text or the answer."""
-        pool = self.retriever.search(case.question, mode=Mode.HYBRID, k=8 * (count + 1), rerank=False).hits
+    def _distractors(self, case: QuestionCase, documents: Filters, excluded: set[str], needles: Iterable[str],
+                     count: int) -> list[ChunkRow]:
+        """Chunks retrieved for the question from ``documents``, other than the oracle, its document
+        when ``excluded``, and any chunk holding the quoted text or the answer."""
         chosen: list[ChunkRow] = []
-        for hit in pool:
-            chunk = hit.chunk
-            if (chunk.id == case.oracle.id or chunk.path in excluded or splits.get(chunk.path, split) != split
-                    or any(needle in chunk.text for needle in needles)):
-                continue
-            chosen.append(chunk)
-            if len(chosen) == count:
+        for depth in (4 * (count + 1), 200, 1000):  # deeper only when the oracle's own document fills the top
+            pool = self.retriever.search(case.question, mode=Mode.HYBRID, k=depth, filters=documents, rerank=False).hits
+            chosen = [hit.chunk for hit in pool if hit.chunk.id != case.oracle.id and hit.chunk.path not in excluded
+                      and not any(needle in hit.chunk.text for needle in needles)]
+            if len(chosen) >= count or len(pool) < depth:
                 break
-        return chosen
+        return chosen[:count]
 
 
 def write_examples(examples: Sequence[dict[str, Any]], path: Path) -> None:

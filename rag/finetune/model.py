@@ -33,8 +33,11 @@ def check_causal_lm(base: Path) -> Any:
         config = AutoConfig.from_pretrained(base, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{base}: cannot read the model config ({exc})") from exc
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        kind = ", ".join(getattr(config, "architectures", None) or [config.model_type])
+    architectures = getattr(config, "architectures", None) or []
+    causal = (any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures) if architectures
+              else config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    if not causal:
+        kind = ", ".join(architectures or [config.model_type])
         raise ModelError(f"{base}: {kind} is not a causal language model; fine-tuning needs one (e.g. Qwen2.5-0.5B-Instruct)")
     return config
 

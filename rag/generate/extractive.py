@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -111,11 +112,15 @@ class ExtractiveGenerator:
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """The chosen sentences, each with its [n]; first a header line when the leading one is in another
         language than the question (an English question answered from Chinese passages)."""
-        chosen = self.select(request.question, request.passages)
-        header = quoted_header(request.question, chosen[0].text) if chosen else None
+        yield from self.render(request.question, self.select(request.question, request.passages), request.stop)
+
+    @staticmethod
+    def render(question: str, chosen: list[_Sentence], stop: threading.Event | None = None) -> Iterator[str]:
+        """The text of an answer made of ``chosen`` sentences (see :meth:`stream`)."""
+        header = quoted_header(question, chosen[0].text) if chosen else None
         if header:
             yield header + "\n"
         for i, sentence in enumerate(chosen):
-            if request.stop.is_set():
+            if stop is not None and stop.is_set():
                 return
             yield f"{' ' if i else ''}{sentence.text} [{sentence.passage}]"
