@@ -56,8 +56,7 @@ def data(ctx: click.Context, index_dir: Path | None, out: Path, questions_file: 
     retriever = open_retriever(settings)
     try:
         if questions_file:
-            cases, skipped = user_questions(questions_file, retriever)
-            cases = cases[:n]
+            cases, skipped = user_questions(questions_file, retriever, limit=n)
             if not cases:
                 fatal(f"{questions_file}: no usable questions ({skipped} name sources that are not in {settings.index_dir})"
                        if skipped else f"{questions_file}: no questions in it")
@@ -120,10 +119,12 @@ def train(base: Path, data_path: Path, out: Path, epochs: float, max_steps: int,
     except (DataError, ModelError) as exc:
         fatal(str(exc))
     except torch.cuda.OutOfMemoryError:
-        fatal(f"CUDA out of memory at batch size {batch_size}: try --batch-size {max(1, batch_size // 2)} "
-               f"--grad-accum {grad_accum * 2}, a lower --max-length, or --4bit")
+        smaller = f"--batch-size {batch_size // 2} --grad-accum {grad_accum * 2}, " if batch_size > 1 else ""
+        fatal(f"CUDA out of memory at batch size {batch_size}: try {smaller}a lower --max-length, or --4bit")
     except KeyboardInterrupt:
-        fatal(f"interrupted; no adapter written. Checkpoints are in {checkpoint_folder(out)}: rerun with --resume")
+        if checkpoint_folder(out).is_dir():
+            fatal(f"interrupted; no adapter written. Checkpoints are in {checkpoint_folder(out)}: rerun with --resume")
+        fatal("interrupted before the first checkpoint; no adapter written, nothing to resume")
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -146,6 +147,8 @@ def evaluate(base: Path, adapter: Path | None, data_path: Path, out: Path, max_n
              as_json: bool) -> None:
     """Compare base and base + adapter on the validation split: gold containment, citation precision,
     abstention accuracy and validation loss, through the answer pipeline."""
+    import torch
+
     from rag.finetune.evaluate import METRICS, evaluate_adapter, write_report
     from rag.finetune.examples import DataError
     from rag.finetune.model import ModelError
@@ -155,6 +158,8 @@ def evaluate(base: Path, adapter: Path | None, data_path: Path, out: Path, max_n
         report = evaluate_adapter(base, adapter, data_path, max_new_tokens, limit)
     except (DataError, ModelError, GenerationError) as exc:
         fatal(str(exc))
+    except torch.cuda.OutOfMemoryError:
+        fatal(f"CUDA out of memory while evaluating {base}: try a lower --max-new-tokens or a smaller model")
     paths = write_report(report, out)
     click.echo(f"reports: {paths['markdown']}, {paths['html']}, {paths['json']}", err=True)
     variants = {name: report[name] for name in ("base", "adapter") if name in report}
@@ -182,4 +187,6 @@ def merge(base: Path, adapter: Path, out: Path) -> None:
         merge_adapter(base, adapter, out)
     except ModelError as exc:
         fatal(str(exc))
+    except MemoryError:
+        fatal(f"out of memory while merging into {base}: merging loads the whole model in its own dtype on the CPU")
     click.echo(f"merged model written to {out}; serve it with --llm hf:{out} or `vllm serve {out}`")

@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="0.5b,1.5b", help=f"comma-separated, of {', '.join(CONFIGS)}")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per model (the first --warmup are not timed)")
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed first steps (at least 1)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=1024, help="tokens per example (about)")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, when its name is not known here")
@@ -56,8 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
-    if not 0 <= args.warmup < args.steps or args.batch_size < 1 or args.seq_len < 64:
-        parser.error("need 0 <= --warmup < --steps, --batch-size >= 1 and --seq-len >= 64")
+    if not 1 <= args.warmup < args.steps or args.batch_size < 1 or args.seq_len < 64:
+        parser.error("need 1 <= --warmup < --steps, --batch-size >= 1 and --seq-len >= 64")
     return args
 
 
@@ -111,7 +111,7 @@ def measure(name: str, folder: Path, steps: int, warmup: int, batch_size: int, s
         torch.cuda.reset_peak_memory_stats()
     options = TrainOptions(max_steps=steps, batch_size=batch_size, grad_accum=1, save_steps=10**9, max_length=max(lengths))
     train_adapter(base, folder / f"data-{name}.jsonl", folder / f"adapter-{name}", options, on_step=on_step, show_progress=False)
-    step_seconds = (times[steps] - times[warmup]) / (steps - warmup) if warmup else times[steps] / steps
+    step_seconds = (times[steps] - times[warmup]) / (steps - warmup)
     tokens_per_s = batch_size * tokens / step_seconds
     matmul = sum(p.numel() for n, p in _shapes(config).items() if "embed_tokens" not in n) + config.vocab_size * config.hidden_size
     flops_per_token = 4 * matmul + 12 * config.num_hidden_layers * tokens * config.hidden_size

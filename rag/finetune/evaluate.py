@@ -25,7 +25,7 @@ from rag.finetune.examples import DataError, read_examples
 from rag.finetune.model import check_causal_lm, load_tokenizer
 from rag.finetune.train import IGNORE, encode
 from rag.generate.base import GenerationRequest
-from rag.generate.prompt import Passage
+from rag.generate.prompt import Passage, fit_passages
 from rag.pipeline import Reply, generate_reply
 from rag.text import BM25Tokenizer
 
@@ -37,14 +37,21 @@ def validation_examples(data: Path) -> list[dict[str, Any]]:
     if not examples:
         raise DataError(f"{data}: no validation examples; rebuild with `rag finetune data --validation-share 0.2`")
     for example in examples:
-        if "passages" not in example or "question" not in example:
-            raise DataError(f"{data}: validation examples need their question and passages, as `rag finetune data` writes them")
+        try:
+            numbers = {p["chunk_id"]: p["n"] for p in example["passages"]}
+            valid = isinstance(example["question"], str) and (not example.get("oracle") or example["oracle"]["chunk_id"] in numbers)
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{data}: validation examples need their question and numbered passages, as "
+                            f"`rag finetune data` writes them ({type(exc).__name__}: {exc})") from exc
+        if not valid:
+            raise DataError(f"{data}: a validation example's oracle is not among its passages: {example['question'][:80]!r}")
     return examples
 
 
 def evaluate_adapter(base: Path, adapter: Path | None, data: Path, max_new_tokens: int = 256,
                      limit: int | None = None) -> dict[str, Any]:
-    """``{"base": metrics, "adapter": metrics (with an adapter), "examples": counts, ...}`` (see the module docstring)."""
+    """``{"base": metrics, "adapter": metrics (with an adapter), "examples": counts, ...}`` (see the module docstring).
+    One model is in memory at a time."""
     from rag.generate.hf import HuggingFaceGenerator
 
     check_causal_lm(base)
@@ -56,38 +63,44 @@ def evaluate_adapter(base: Path, adapter: Path | None, data: Path, max_new_token
         "examples": {"validation": len(examples), "with_oracle": sum(1 for e in examples if e["oracle"]),
                      "without_oracle": sum(1 for e in examples if not e["oracle"])},
     }
-    for name, folder in (("base", None), ("adapter", adapter)):
-        if name == "adapter" and folder is None:
-            continue
+    variants = {"base": None, "adapter": adapter} if adapter else {"base": None}
+    for name, folder in variants.items():
+        HuggingFaceGenerator.unload_all()
         generator = HuggingFaceGenerator.load(str(base), adapter=str(folder) if folder else None)
         replies = [_reply(generator, tokenizer, example, max_new_tokens) for example in examples]
         report[name] = {**answer_metrics(examples, replies), "val_loss": validation_loss(generator.model, encoder, examples)}
-        report.setdefault("samples", {})[name] = [{"question": e["question"], "gold": e["answer"], "answer": r.text}
-                                                  for e, r in list(zip(examples, replies))[:5]]
+        report.setdefault("samples", {})[name] = [{"question": e["question"], "gold": e.get("answer"), "answer": r.text}
+                                                  for e, (r, _) in list(zip(examples, replies))[:5]]
+        del generator
+    HuggingFaceGenerator.unload_all()
     return report
 
 
-def _reply(generator: Any, tokenizer: BM25Tokenizer, example: dict[str, Any], max_new_tokens: int) -> Reply:
+def _reply(generator: Any, tokenizer: BM25Tokenizer, example: dict[str, Any], max_new_tokens: int) -> tuple[Reply, int | None]:
+    """The reply to an example's question and passages, fitted to the model's window as live answers
+    are, and the number its oracle got there (None without an oracle, or when it did not fit)."""
     passages = [Passage(p["n"], p["source"], p["page"], p["text"], p["chunk_id"]) for p in example["passages"]]
-    request = GenerationRequest(example["question"], passages, max_new_tokens)
+    fitted = fit_passages(example["question"], passages, generator.count_tokens, generator.context_window, reserve=max_new_tokens)
+    oracle = example["oracle"]["chunk_id"] if example.get("oracle") else None
+    request = GenerationRequest(example["question"], fitted, max_new_tokens)
     *_, reply = generate_reply(generator, tokenizer, request)
     assert isinstance(reply, Reply)
-    return reply
+    return reply, next((p.n for p in fitted if p.chunk_id == oracle), None)
 
 
-def answer_metrics(examples: Sequence[dict[str, Any]], replies: Sequence[Reply]) -> dict[str, float | None]:
+def answer_metrics(examples: Sequence[dict[str, Any]], replies: Sequence[tuple[Reply, int | None]]) -> dict[str, float | None]:
     contained = answered = cited = cited_oracle = with_oracle = refused_without = without = 0
-    for example, reply in zip(examples, replies):
-        if not example["oracle"]:
+    for example, (reply, oracle) in zip(examples, replies):
+        if not example.get("oracle"):
             without += 1
             refused_without += reply.refused
             continue
         with_oracle += 1
-        if reply.refused or reply.check is None:
+        if reply.check is None:
             continue
         answered += 1
-        contained += bool(example["answer"]) and _normal(example["answer"]) in _normal(reply.text)
-        oracle = next(p["n"] for p in example["passages"] if p["chunk_id"] == example["oracle"]["chunk_id"])
+        gold = example.get("answer")
+        contained += bool(gold) and _normal(gold) in _normal(reply.text)
         cited += len(reply.check.cited)
         cited_oracle += oracle in reply.check.cited
 

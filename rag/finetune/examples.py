@@ -17,12 +17,12 @@ import json
 import os
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from eval.synthetic import PSEUDO_LABEL, synthetic_cases
-from rag.generate.base import GenerationRequest, Generator
+from rag.generate.base import Generator
 from rag.generate.extractive import ExtractiveGenerator, split_sentences
 from rag.generate.prompt import NOT_FOUND_MARKER, Passage, build_messages
 from rag.index.store import ChunkRow
@@ -30,6 +30,8 @@ from rag.retrieve import Filters, Mode, Retriever
 
 USER_LABEL = "written by a person"
 LLM_LABEL = "written by the configured LLM"
+MIN_NEEDLE = 3
+"""Quoted text or answers shorter than this (a number, a year) do not rule a chunk out as a distractor."""
 
 
 class DataError(ValueError):
@@ -47,42 +49,41 @@ class QuestionCase:
     label: str
 
 
-def user_questions(path: Path, retriever: Retriever) -> tuple[list[QuestionCase], int]:
+def user_questions(path: Path, retriever: Retriever, limit: int | None = None) -> tuple[list[QuestionCase], int]:
     """Cases from a JSONL of ``{question, answer?, source?, page?, quote?}`` (``rag feedback`` writes
-    these), and how many were skipped because their source is not in the index.
+    these; the first ``limit`` are used), and how many were skipped because their source is not in the index.
 
     The oracle is the best-ranked chunk of the named file (and page); a quote or answer found in a
     chunk of it picks that chunk. Without a source, the best-ranked chunk of the whole index is taken.
+    The gold answer is the given answer, else the quote (the sentence an up-voted answer rested on).
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the questions ({exc})") from exc
     cases, skipped = [], 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, line in lines[:limit]:
         try:
             item = json.loads(line)
             question = str(item["question"]).strip()
+            page = int(item["page"]) if item.get("page") else None
         except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}:{number}: expected a JSON object with a question ({exc})") from exc
+            raise DataError(f"{path}:{number}: expected a JSON object with a question (and a whole-number page) ({exc})") from exc
         if not question:
             raise DataError(f"{path}:{number}: the question is empty")
-        oracle = _oracle_for(retriever, question, item)
+        oracle = _oracle_for(retriever, question, item, page)
         if oracle is None:
             skipped += 1
             continue
-        answer = str(item["answer"]).strip() if item.get("answer") else None
-        cases.append(QuestionCase(question, oracle, answer, "user", USER_LABEL))
+        gold = str(item.get("answer") or item.get("quote") or "").strip() or None
+        cases.append(QuestionCase(question, oracle, gold, "user", USER_LABEL))
     return cases, skipped
 
 
-def _oracle_for(retriever: Retriever, question: str, item: dict[str, Any]) -> ChunkRow | None:
+def _oracle_for(retriever: Retriever, question: str, item: dict[str, Any], page: int | None) -> ChunkRow | None:
     filters = None
     if item.get("source"):
         source = str(Path(str(item["source"])).expanduser().resolve())
-        page = int(item["page"]) if item.get("page") else None
         filters = Filters(paths=(source,), pages=(page, page) if page else None)
     hits = retriever.search(question, mode=Mode.HYBRID, k=20, filters=filters, rerank=False).hits
     for needle in (item.get("quote"), item.get("answer")):
@@ -114,8 +115,9 @@ class RaftBuilder:
 
     Documents, not chunks, are split into train and validation (about ``validation_share`` of the
     cases, whole documents at a time), so no validation passage is seen in training; distractors come
-    from the same split. A ``no_oracle_share`` of each split leaves the oracle out (and every chunk of
-    its document), with the not-found marker as the target.
+    from the same split (documents without questions count as train). A ``no_oracle_share`` of each
+    split leaves the oracle out (and every chunk of its document), with the not-found marker as the
+    target; such an example keeps its oracle when no other document of its split is left to fill it.
 
     Example:
         >>> builder = RaftBuilder(retriever, distractors=3, no_oracle_share=0.2, seed=1)
@@ -138,18 +140,22 @@ class RaftBuilder:
                                            dense_weight=retriever.dense_weight_for)
 
     def split_documents(self, cases: Sequence[QuestionCase]) -> dict[str, str]:
-        """``{document path: "train" | "validation"}``: documents in a seeded random order go to
-        validation until it holds ``validation_share`` of the cases (at least one document, when there
-        are two or more; never all of them)."""
+        """``{document path: "train" | "validation"}`` for every indexed document. Documents with
+        questions, in a seeded random order, go to validation while they keep it within
+        ``validation_share`` of the cases (at least one, when there are two or more; never all);
+        the rest, and documents without questions (distractors only), are train."""
         counts = Counter(case.oracle.path for case in cases)
         documents = sorted(counts)
         random.Random(self.seed).shuffle(documents)
-        held: set[str] = set()
-        for document in documents[:-1]:
-            if self.validation_share == 0 or sum(counts[d] for d in held) >= self.validation_share * len(cases):
-                break
-            held.add(document)
-        return {doc: "validation" if doc in held else "train" for doc in documents}
+        target = self.validation_share * len(cases)
+        held: list[str] = []
+        for document in documents:
+            if len(held) < len(documents) - 1 and sum(counts[d] for d in held) + counts[document] <= target:
+                held.append(document)
+        if not held and self.validation_share > 0 and len(documents) >= 2:
+            held.append(min(documents, key=lambda d: counts[d]))
+        every = {record.path for record in self.retriever.index.files()} | set(documents)
+        return {doc: "validation" if doc in held else "train" for doc in every}
 
     def build(self, cases: Sequence[QuestionCase]) -> list[dict[str, Any]]:
         if not cases:
@@ -165,25 +171,24 @@ class RaftBuilder:
                 for i, case in enumerate(cases)]
 
     def example(self, case: QuestionCase, split: str, documents: Filters, with_oracle: bool, rng: random.Random) -> dict[str, Any]:
-        """One example of ``split``, its distractors drawn from ``documents`` (that split's)."""
-        target, quoted = self._target(case)
-        needles = [s for s in quoted + [case.answer or ""] if s]
-        excluded = {case.oracle.path} if not with_oracle else set()
-        count = self.distractors if with_oracle else self.distractors + 1
-        chunks = self._distractors(case, documents, excluded, needles, count)
+        """One example of ``split``, its distractors drawn from ``documents`` (that split's). An example
+        meant to leave the oracle out keeps it when no other document can fill its context."""
+        cite, quoted = self._target(case)
+        needles = [s for s in quoted + [case.answer or ""] if len(s) >= MIN_NEEDLE]
+        chunks: list[ChunkRow] = []
+        if not with_oracle:
+            chunks = self._distractors(case, documents, {case.oracle.path}, needles, self.distractors + 1)
+            with_oracle = not chunks
         if with_oracle:
-            chunks.append(case.oracle)
+            chunks = self._distractors(case, documents, set(), needles, self.distractors) + [case.oracle]
         rng.shuffle(chunks)
         passages = [Passage(n, c.path, c.page, c.text, c.id) for n, c in enumerate(chunks, start=1)]
-        if with_oracle:
-            n = next(p.n for p in passages if p.chunk_id == case.oracle.id)
-            target = target.replace("[1]", f"[{n}]")
-        else:
-            target = NOT_FOUND_MARKER
+        oracle_n = next((p.n for p in passages if p.chunk_id == case.oracle.id), None)
+        target = cite(oracle_n) if oracle_n else NOT_FOUND_MARKER
         messages = build_messages(case.question, passages) + [{"role": "assistant", "content": target}]
         return {
             "split": split,
-            "oracle": {"source": case.oracle.path, "page": case.oracle.page, "chunk_id": case.oracle.id} if with_oracle else None,
+            "oracle": {"source": case.oracle.path, "page": case.oracle.page, "chunk_id": case.oracle.id} if oracle_n else None,
             "question": case.question,
             "answer": case.answer or (quoted[0] if quoted else None),
             "kind": case.kind, "label": case.label,
@@ -191,8 +196,8 @@ class RaftBuilder:
             "messages": messages,
         }
 
-    def _target(self, case: QuestionCase) -> tuple[str, list[str]]:
-        """The answer citing the oracle as ``[1]`` (renumbered later) and the oracle sentences it quotes.
+    def _target(self, case: QuestionCase) -> tuple[Callable[[int], str], list[str]]:
+        """The answer as a function of the oracle's number, and the oracle sentences it quotes.
 
         A gold answer found in an oracle sentence quotes that sentence (or, when that is a fragment or a
         heading, gives the answer alone); one not found is used as written; without one, the sentences
@@ -202,16 +207,16 @@ class RaftBuilder:
         if case.answer:
             holding = [s for s in split_sentences(text) if case.answer in s]
             if not holding:
-                return f"{case.answer} [1]", []
+                return lambda n: f"{case.answer} [{n}]", []
             text = holding[0]
-        request = GenerationRequest(case.question, [Passage(1, case.oracle.path, case.oracle.page, text, case.oracle.id)])
-        chosen = self._quoter.select(request.question, request.passages)
+        chosen = self._quoter.select(case.question, [Passage(1, case.oracle.path, case.oracle.page, text, case.oracle.id)])
         if chosen:
-            return "".join(self._quoter.render(request.question, chosen)), [s.text for s in chosen]
+            return (lambda n: "".join(self._quoter.render(case.question, [replace(s, passage=n) for s in chosen])),
+                    [s.text for s in chosen])
         if case.answer:  # the sentence holding it is a fragment or a heading: the answer alone reads better
-            return f"{case.answer} [1]", [text]
+            return lambda n: f"{case.answer} [{n}]", [text]
         first = (split_sentences(text) or [text.strip()])[0]
-        return f"{first} [1]", [first]
+        return lambda n: f"{first} [{n}]", [first]
 
     def _distractors(self, case: QuestionCase, documents: Filters, excluded: set[str], needles: Iterable[str],
                      count: int) -> list[ChunkRow]:
@@ -229,6 +234,7 @@ class RaftBuilder:
 
 def write_examples(examples: Sequence[dict[str, Any]], path: Path) -> None:
     """One JSON object per line, written to a temporary file and renamed: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")

@@ -55,20 +55,22 @@ def load_tokenizer(base: Path) -> Any:
 
 
 def load_base(base: Path, four_bit: bool = False) -> Any:
-    """The causal LM for training: bf16 on a GPU, fp32 on the CPU, or a 4-bit (QLoRA) base with ``four_bit``."""
+    """The causal LM for training: bf16 on a GPU (fp16 where bf16 is not supported), fp32 on the CPU,
+    or a 4-bit (QLoRA) base with ``four_bit``."""
     import torch
     from transformers import AutoModelForCausalLM
 
     check_causal_lm(base)
     cuda = torch.cuda.is_available()
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    half = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    kwargs: dict[str, Any] = {"dtype": half if cuda else torch.float32}
     if four_bit:
         if not cuda or not importlib.util.find_spec("bitsandbytes"):
             raise ModelError("--4bit needs a CUDA GPU and the bitsandbytes package (pip install bitsandbytes)")
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+                                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=half)
         kwargs["device_map"] = {"": 0}
     try:
         model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, **kwargs)

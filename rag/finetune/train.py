@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rag.finetune.examples import DataError, read_examples
-from rag.finetune.model import ModelError, folder_hash, load_base, load_tokenizer, published
+from rag.finetune.model import ModelError, check_causal_lm, folder_hash, load_base, load_tokenizer, published
 
 IGNORE = -100
 """The label of tokens the loss leaves out (the prompt and padding)."""
@@ -30,7 +30,13 @@ RUN_FILE = "run.json"
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Hyper-parameters of one run (``max_steps`` > 0 overrides ``epochs``)."""
+    """Hyper-parameters of one run (``max_steps`` > 0 overrides ``epochs``; ``max_length`` is capped at
+    the model's context). On a GPU training runs in bf16, or fp16 where bf16 is not supported.
+
+    Example:
+        >>> TrainOptions(epochs=1, batch_size=2, grad_accum=8).lora_alpha
+        32
+    """
 
     epochs: float = 3.0
     max_steps: int = -1
@@ -154,18 +160,19 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
     started = time.perf_counter()
     if out.exists():
         raise ModelError(f"{out}: already exists; choose another --out or remove it")
+    config = check_causal_lm(base)
     examples = read_examples(data)
     tokenizer = load_tokenizer(base)
-    train = encode_split(tokenizer, examples, "train", options.max_length)
-    validation = encode_split(tokenizer, examples, "validation", options.max_length)
+    max_length = min(options.max_length, getattr(config, "max_position_embeddings", None) or options.max_length)
+    train = encode_split(tokenizer, examples, "train", max_length)
+    validation = encode_split(tokenizer, examples, "validation", max_length)
     if not train.items:
-        reason = f"all {train.too_long} are longer than {options.max_length} tokens" if train.too_long else "there are none"
+        reason = f"all {train.too_long} are longer than {max_length} tokens" if train.too_long else "there are none"
         raise DataError(f"{data}: no training examples to learn from ({reason}); raise --max-length or rebuild the data")
     checkpoints = checkpoint_folder(out)
-    run = {"base": str(base.resolve()), "data_sha256": data_hash(data), "options": asdict(options)}
+    run = {"base": str(base.resolve()), "data_sha256": data_hash(data),
+           "options": {k: v for k, v in asdict(options).items() if k != "save_steps"}}
     last = _last_checkpoint(checkpoints, run, resume, get_last_checkpoint)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    (checkpoints / RUN_FILE).write_text(json.dumps(run, indent=1), encoding="utf-8")
 
     model = load_base(base, options.four_bit)
     cuda = torch.cuda.is_available()
@@ -173,15 +180,18 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
                       target_modules="all-linear", task_type="CAUSAL_LM")
     set_seed(options.seed)  # the LoRA initialisation draws from the global generator
     model = get_peft_model(model, lora)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    (checkpoints / RUN_FILE).write_text(json.dumps(run, indent=1), encoding="utf-8")
+    half = {"bf16": True} if cuda and torch.cuda.is_bf16_supported() else {"fp16": True} if cuda else {}
     args = TrainingArguments(
         output_dir=str(checkpoints), num_train_epochs=options.epochs, max_steps=options.max_steps,
         learning_rate=options.lr, per_device_train_batch_size=options.batch_size, per_device_eval_batch_size=options.batch_size,
         gradient_accumulation_steps=options.grad_accum, warmup_steps=options.warmup_ratio, lr_scheduler_type="cosine",
         logging_steps=1, save_strategy="steps", save_steps=options.save_steps, save_total_limit=2,
         eval_strategy="epoch" if validation.items else "no", report_to="none", disable_tqdm=True, seed=options.seed,
-        bf16=cuda, use_cpu=not cuda, optim="adamw_torch", include_num_input_tokens_seen="non_padding",
+        use_cpu=not cuda, optim="adamw_torch", include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=cuda, remove_unused_columns=False,
-        **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}} if cuda else {}),
+        **half, **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}} if cuda else {}),
     )
     progress = _Progress(on_step, show_progress)
     trainer = Trainer(model=model, args=args, train_dataset=train.items, eval_dataset=validation.items or None,
@@ -190,7 +200,13 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        runtime = trainer.train(resume_from_checkpoint=last).metrics["train_runtime"]
+    except BaseException:
+        if not get_last_checkpoint(str(checkpoints)):
+            shutil.rmtree(checkpoints, ignore_errors=True)  # nothing to resume: leave nothing behind
+        raise
+    trained_tokens = trainer.state.num_input_tokens_seen - progress.tokens_at_start
     val_loss = trainer.evaluate()["eval_loss"] if validation.items else None
     history = trainer.state.log_history
     step_losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -201,10 +217,11 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
         "loss_end": round(step_losses[-1], 4) if step_losses else None,
         "val_loss": round(val_loss, 4) if val_loss is not None else None,
         "seconds": round(seconds, 1),
-        "tokens_per_s": round(trainer.state.num_input_tokens_seen / max(seconds, 1e-9), 1),
+        "tokens_per_s": round(trained_tokens / max(runtime, 1e-9), 1),
         "adapter": str(out),
         "examples": {"train": len(train.items), "validation": len(validation.items),
                      "too_long": train.too_long + validation.too_long},
+        "max_length": max_length,
     }
     with published(out) as folder:
         trainer.model.save_pretrained(folder)
@@ -225,6 +242,9 @@ def _last_checkpoint(checkpoints: Path, run: dict[str, Any], resume: bool, find:
     saved = json.loads((checkpoints / RUN_FILE).read_text(encoding="utf-8")) if (checkpoints / RUN_FILE).is_file() else {}
     if saved.get("data_sha256") != run["data_sha256"] or saved.get("base") != run["base"]:
         raise ModelError(f"{checkpoints}: was started with other data or another base model; cannot resume it with these")
+    changed = sorted(k for k, v in run["options"].items() if saved.get("options", {}).get(k) != v)
+    if changed:
+        raise ModelError(f"{checkpoints}: was started with other settings ({', '.join(changed)}); resume with the same ones")
     return last
 
 
@@ -257,7 +277,7 @@ Serve it with `rag ask --llm hf:{base} --adapter <this folder>`, or merge it wit
 
 - Base model: `{base.resolve()}`, SHA-256 of config and weights `{folder_hash(base)}`
 - Data: `{data.resolve()}`, SHA-256 `{data_hash(data)}`
-- Examples: {examples['train']} train, {examples['validation']} validation, {examples['too_long']} left out as longer than {options.max_length} tokens
+- Examples: {examples['train']} train, {examples['validation']} validation, {examples['too_long']} left out as longer than {result['max_length']} tokens
 - Steps: {result['steps']} in {result['seconds']} s ({result['tokens_per_s']} tokens/s)
 
 ## Hyper-parameters

@@ -40,6 +40,18 @@ class HuggingFaceGenerator:
         """Load once per process: the same arguments return the same loaded model."""
         return _load(model_dir, adapter, quantization, merge_adapter)
 
+    @staticmethod
+    def unload_all() -> None:
+        """Forget every loaded model, so its memory can be freed before the next one loads."""
+        import gc
+
+        import torch
+
+        _load.cache_clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

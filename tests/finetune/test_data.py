@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rag.finetune.examples import DataError, read_examples
-from rag.generate.prompt import NOT_FOUND_MARKER, Passage, build_messages
+from rag.generate.base import GenerationRequest
+from rag.generate.prompt import NOT_FOUND_MARKER, Passage
 from tests.app.test_cli import rag
 from tests.fake_llm_server import FakeLLMServer
 from tests.finetune.conftest import write_jsonl
@@ -51,18 +52,20 @@ def test_examples_from_a_questions_file_split_by_document_in_the_live_format(cor
     for example in examples:
         passages = [Passage(p["n"], p["source"], p["page"], p["text"], p["chunk_id"]) for p in example["passages"]]
         assert [p.n for p in passages] == list(range(1, len(passages) + 1))
-        assert example["messages"][:-1] == build_messages(example["question"], passages)  # exactly the live prompt
+        assert example["messages"][:-1] == GenerationRequest(example["question"], passages).messages  # what backends get
         target = example["messages"][-1]
         assert target["role"] == "assistant"
         if example["split"] == "train":
             assert len(passages) == 4  # three distractors and the oracle, or four distractors
-        if example["oracle"] is None:
-            assert target["content"] == NOT_FOUND_MARKER
+        given = next(q for q in _questions(docs) if q["question"] == example["question"])
+        if example["oracle"] is None:  # neither the oracle's document nor the answer is in the context
+            assert target["content"] == NOT_FOUND_MARKER and passages
+            assert all(Path(p.source).resolve() != Path(given["source"]).resolve() for p in passages)
+            assert not any(given.get("answer", "\0") in p.text for p in passages)
             continue
         oracle = next(p for p in passages if p.chunk_id == example["oracle"]["chunk_id"])
         assert oracle.source == example["oracle"]["source"] and oracle.text in example["messages"][1]["content"]
         assert f"[{oracle.n}]" in target["content"]
-        given = next(q for q in _questions(docs) if q["question"] == example["question"])
         assert Path(oracle.source).resolve() == Path(given["source"]).resolve()
         if given.get("answer"):  # the target quotes the oracle's sentence that holds the answer
             quoted = re.sub(r"\s*\[\d+\]", "", target["content"]).strip()
@@ -129,3 +132,27 @@ def test_the_data_file_contract(demo_index: Path, tmp_path: Path):
         assert example["split"] in ("train", "validation")
         assert example["oracle"] is None or set(example["oracle"]) == {"source", "page", "chunk_id"}
         assert [m["role"] for m in example["messages"]] == ["system", "user", "assistant"]
+
+
+def test_a_split_of_one_document_never_gives_an_empty_context(tmp_path: Path, embedders):
+    from ingest.pipeline import Ingestor
+    from rag.config import Settings
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "lantern.md").write_text("# Lantern\n" + "\n\n".join(
+        f"Section {i}. The lantern's setting {i} gives {10 * i} lumens for {80 - 7 * i} hours on one charge." for i in range(1, 9)),
+        encoding="utf-8")
+    (docs / "station.md").write_text("# Station\n" + "\n\n".join(
+        f"Part {i}. The weather station sends its readings every {12 * i} seconds over {433 + i} MHz radio." for i in range(1, 9)),
+        encoding="utf-8")
+    settings = Settings.resolve({"index_dir": tmp_path / "index", "chunk_size": 40, "chunk_overlap": 0}, env={})
+    Ingestor(settings, embedders=embedders, progress=False).run([docs])
+    out = tmp_path / "raft.jsonl"
+    result = rag("finetune", "data", "--index", str(tmp_path / "index"), "--out", str(out), "-n", "12",
+                 "--no-oracle-share", "0.5", "--validation-share", "0.5")
+    assert result.returncode == 0, result.stderr
+    examples = read_examples(out)
+    assert {e["split"] for e in examples} == {"train", "validation"}
+    # one document per split: no other document can stand in for the oracle, so every example keeps it
+    assert all(e["oracle"] and e["passages"] for e in examples)

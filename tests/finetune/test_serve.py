@@ -86,6 +86,7 @@ def test_the_gpu_benchmark_skips_cleanly_without_cuda_and_checks_its_arguments()
     bad = _bench("--configs", "7b")
     assert bad.returncode == 2 and "unknown config '7b'" in bad.stderr
     assert _bench("--steps", "3", "--warmup", "3").returncode == 2
+    assert _bench("--warmup", "0").returncode == 2
 
 
 def test_the_gpu_benchmark_measures_through_the_training_path(tmp_path: Path):

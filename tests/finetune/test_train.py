@@ -92,6 +92,20 @@ def test_resume_refuses_other_data_and_needs_a_checkpoint(tiny_llm: Path, repeat
     other = write_jsonl(tmp_path / "other.jsonl", repeated_examples(train=5))
     with pytest.raises(ModelError, match="other data or another base model"):
         train_adapter(tiny_llm, other, tmp_path / "a", FAST, resume=True, show_progress=False)
+    with pytest.raises(ModelError, match=r"other settings \(lora_alpha, lora_r\)"):
+        train_adapter(tiny_llm, repeated_data, tmp_path / "a", replace(FAST, lora_r=8, lora_alpha=16), resume=True,
+                      show_progress=False)
+    resumed = train_adapter(tiny_llm, repeated_data, tmp_path / "a", replace(FAST, save_steps=50), resume=True, show_progress=False)
+    assert resumed.figures["steps"] == 20
+
+
+def test_an_interruption_before_the_first_checkpoint_leaves_nothing(tiny_llm: Path, repeated_data: Path, tmp_path: Path):
+    def interrupt(step: int, loss: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(tiny_llm, repeated_data, tmp_path / "a", FAST, on_step=interrupt, show_progress=False)
+    assert not list(tmp_path.iterdir())  # no adapter, no checkpoint folder, no temporary folder
 
 
 def test_examples_longer_than_the_context_are_left_out_and_counted(tiny_llm: Path, tmp_path: Path):
