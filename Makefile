@@ -7,7 +7,7 @@ TORCH_INSTALL ?= torch==2.13.0
 INDEX ?= rag-index
 PORT ?= 8501
 
-.PHONY: install test run demo-docs clean
+.PHONY: install test run demo-docs bench clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest
+
+# Ingest and query benchmarks against LangChain baselines: bench/results.json and bench/RESULTS.md.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	PYTHONPATH=. $(BIN)/python -m bench
 
 demo-docs: install
 	$(BIN)/python examples/make_demo_docs.py examples/docs

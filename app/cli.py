@@ -72,6 +72,8 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
             f"{len(s['failed'])} failed; {s['pages']} pages, {s['chunks']} chunks ({s['embedded']} embedded in "
             f"{s['embed_seconds']:.1f}s) in {s['seconds']:.1f}s"
         )
+        if s["embedded"] or s["added"] or s["updated"]:
+            click.echo("time: " + ", ".join(f"{stage} {t:.1f}s" for stage, t in s["stage_seconds"].items()))
         if report.missing:
             click.echo(f"{report.missing} indexed files are gone from disk; run with --prune to remove them")
         for failure in s["failed"]:

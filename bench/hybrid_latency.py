@@ -21,10 +21,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from rag.embed import Role, load_embedder
+from rag.embed import Embedder, Role, load_embedder
 from rag.index import ChunkRow, FileRecord, Index, IndexWriter
 from rag.retrieve import Mode, Retriever
 from rag.text import BM25Tokenizer
@@ -66,6 +67,20 @@ def build_ours(folder: Path, texts: list[str], vectors: np.ndarray, tokenizer: B
     return folder
 
 
+def same_embedder(embedder: Embedder) -> Any:
+    """Our embedder as a LangChain ``Embeddings``, so a baseline embeds exactly as we do."""
+    from langchain_core.embeddings import Embeddings
+
+    class SameEmbedder(Embeddings):
+        def embed_documents(self, docs: list[str]) -> list[list[float]]:
+            return embedder.encode(docs, Role.PASSAGE).tolist()
+
+        def embed_query(self, text: str) -> list[float]:
+            return embedder.encode([text], Role.QUERY)[0].tolist()
+
+    return SameEmbedder()
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
@@ -75,7 +90,6 @@ def main(n: int, n_queries: int, embedder_name: str) -> None:
     from langchain_classic.retrievers import EnsembleRetriever
     from langchain_community.retrievers import BM25Retriever
     from langchain_community.vectorstores import FAISS
-    from langchain_core.embeddings import Embeddings
 
     texts, questions = passages(n), queries(n_queries)
     rng = np.random.default_rng(0)
@@ -84,13 +98,6 @@ def main(n: int, n_queries: int, embedder_name: str) -> None:
     tokenizer, embedder = BM25Tokenizer(), load_embedder(embedder_name)
     embedder.encode(["warm up"], Role.QUERY)
 
-    class SameEmbedder(Embeddings):
-        def embed_documents(self, docs: list[str]) -> list[list[float]]:
-            return embedder.encode(docs, Role.PASSAGE).tolist()
-
-        def embed_query(self, text: str) -> list[float]:
-            return embedder.encode([text], Role.QUERY)[0].tolist()
-
     work = Path(tempfile.mkdtemp(prefix="rag-latency-"))
     try:
         started = time.perf_counter()
@@ -98,7 +105,7 @@ def main(n: int, n_queries: int, embedder_name: str) -> None:
         build_ours_s = time.perf_counter() - started
         started = time.perf_counter()
         bm25 = BM25Retriever.from_texts(texts, preprocess_func=tokenizer.tokenize, k=10)
-        store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), SameEmbedder())
+        store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), same_embedder(embedder))
         ensemble = EnsembleRetriever(retrievers=[bm25, store.as_retriever(search_kwargs={"k": 10})], weights=[0.5, 0.5])
         build_theirs_s = time.perf_counter() - started
         for question in questions[:3]:  # warm both

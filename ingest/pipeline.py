@@ -11,9 +11,10 @@ import hashlib
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -32,6 +33,11 @@ UNKNOWN_TOKEN_WARNING = 0.2
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``(stage, done, total)`` with stage ``files`` or ``embedding`` (for a UI's progress bar)."""
+
+
+STAGES = ("read", "parse", "clean", "chunk", "embed", "tokenize", "write")
+"""Where ingest time goes: reading files, parsing them into pages, cleaning the text, chunking,
+embedding, BM25 tokens and [UNK] counts, and writing the index (staging and commit)."""
 
 
 @dataclass
@@ -53,6 +59,16 @@ class IngestReport:
     index: dict[str, int] = field(default_factory=dict)
     generation: str | None = None
     warnings: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    """Time per stage (see :data:`STAGES`); the rest of ``seconds`` is scanning and bookkeeping."""
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[stage] += time.perf_counter() - started
 
     @property
     def exit_code(self) -> int:
@@ -65,6 +81,7 @@ class IngestReport:
             "embedded": self.embedded, "reused_vectors": self.reused_vectors,
             "embed_seconds": round(self.embed_seconds, 3), "missing": self.missing, "index": self.index,
             "generation": self.generation, "warnings": self.warnings,
+            "stage_seconds": {stage: round(t, 3) for stage, t in self.stage_seconds.items()},
         }
 
 
@@ -166,7 +183,8 @@ class Ingestor:
     def _publish(self, writer: IndexWriter, report: IngestReport, embedder: Embedder, manifest: dict[str, Any]) -> None:
         """Commit the writer's changes, if any, and record the live index in the report."""
         if writer.changed:
-            writer.commit(manifest, describe_embedder=embedder.describe)
+            with report.timed("write"):
+                writer.commit(manifest, describe_embedder=embedder.describe)
         report.index = dict(writer.live_manifest.get("counts", {}))
         report.generation = writer.live_name
 
@@ -218,7 +236,8 @@ class _Run:
             return
         try:
             check_supported(path)
-            data = read_source(path)
+            with self.report.timed("read"):
+                data = read_source(path)
         except LoadError as exc:
             self._record_failure(key, known, stat, None, str(exc))
             return
@@ -233,8 +252,12 @@ class _Run:
             self._copy_twin(record, twin, is_new=known is None)
             return
         try:
-            pages = self.ingestor.chunker.clean(load_file(path, data))
-            chunks = self.ingestor.chunker.split(pages)
+            with self.report.timed("parse"):
+                loaded = load_file(path, data)
+            with self.report.timed("clean"):
+                pages = self.ingestor.chunker.clean(loaded)
+            with self.report.timed("chunk"):
+                chunks = self.ingestor.chunker.split(pages)
         except LoadError as exc:
             self._record_failure(key, known, stat, sha, str(exc))
             return
@@ -285,9 +308,18 @@ class _Run:
         shas = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
         vectors = self.writer.known_vectors(shas)
         self.report.reused_vectors += sum(1 for s in shas if s in vectors)
-        self._embed_missing(texts, shas, vectors)
-        counts = self.embedder.unknown_token_counts(texts)
-        tokens = self.ingestor.tokenizer.tokenize_many(texts)
+        with self.report.timed("embed"):
+            self._embed_missing(texts, shas, vectors)
+        with self.report.timed("tokenize"):
+            counts = self.embedder.unknown_token_counts(texts)
+            tokens = self.ingestor.tokenizer.tokenize_many(texts)
+        with self.report.timed("write"):
+            self._stage(texts, shas, vectors, counts, tokens)
+        self.queue = []
+
+    def _stage(self, texts: list[str], shas: list[str], vectors: dict[str, np.ndarray], counts: list[tuple[int, int]],
+               tokens: list[list[str]]) -> None:
+        """Hand the queued files, their chunks and vectors to the writer."""
         position = 0
         for item in self.queue:
             n = len(item.chunks)
@@ -305,7 +337,6 @@ class _Run:
             self.writer.replace_file(record, [(p.number, p.text) for p in item.pages], rows, matrix)
             self._count(record, item.is_new)
             position += n
-        self.queue = []
 
     def _embed_missing(self, texts: list[str], shas: list[str], vectors: dict[str, np.ndarray]) -> None:
         todo: dict[str, str] = {}

@@ -100,3 +100,10 @@ def tiny_lora(tmp_path_factory: pytest.TempPathFactory, tiny_llm: Path) -> Path:
     from tests.tiny_models import make_lora_adapter
 
     return make_lora_adapter(tiny_llm, tmp_path_factory.mktemp("tiny-lora"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_transformer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_models import make_sentence_transformer
+
+    return make_sentence_transformer(tmp_path_factory.mktemp("tiny-st"))

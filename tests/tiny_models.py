@@ -87,3 +87,20 @@ def make_lora_adapter(model_dir: Path, folder: Path) -> Path:
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(model, config).save_pretrained(folder)
     return folder
+
+
+def make_sentence_transformer(folder: Path) -> Path:
+    """A random 1-layer BERT with mean pooling saved as a sentence-transformers model folder: thousands
+    of chunks per second, for tests about ingest mechanics rather than retrieval quality."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    bert = folder / "bert"
+    tokenizer = train_wordpiece(bert)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=512)).save_pretrained(bert)
+    transformer = models.Transformer(str(bert), max_seq_length=256)
+    SentenceTransformer(modules=[transformer, models.Pooling(32, "mean")]).save(str(folder / "model"))
+    return folder / "model"

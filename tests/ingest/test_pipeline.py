@@ -14,6 +14,7 @@ from examples.make_demo_docs import write_pdf
 from ingest import pipeline
 from ingest.pipeline import Ingestor
 from rag.config import Settings
+from rag.embed import Role
 from rag.index import EmbedderMismatchError, Index, IndexNotFoundError
 from rag.text import BM25Tokenizer
 
@@ -245,6 +246,10 @@ def test_shared_corpus_is_ingested_with_page_numbers(corpus_index):
     assert _hits(index_dir, "81.1M English-language academic papers spanning many disciplines")[0] == ("acl2020-main-447.pdf", 1)
     assert ("ucasthesis-template-guide.pdf", 7) in _hits(index_dir, "中国科学院大学学位论文模板使用说明")
     assert index.manifest["unknown_token_share"] < 0.01  # the multilingual default reads Chinese too
+    stages = summary["stage_seconds"]
+    assert list(stages) == ["read", "parse", "clean", "chunk", "embed", "tokenize", "write"]
+    assert stages["embed"] > stages["parse"] > 0 and all(t > 0 for t in stages.values())
+    assert sum(stages.values()) <= summary["seconds"]
 
 
 @pytest.mark.slow
@@ -342,3 +347,30 @@ def test_force_rereads_unchanged_files_and_reports_progress(tmp_path: Path, embe
     assert calls[-1] == ("files", 3, 3) and ("embedding", calls[-2][2], calls[-2][2]) == calls[-2]
     again = ingestor.run([docs / "guide.pdf"], force=True)
     assert (again.updated, again.unchanged, again.embedded, again.reused_vectors) == (1, 0, 0, 2)
+
+
+def test_a_large_single_page_file_ingests_with_progress_in_linear_time(tmp_path: Path, tiny_sentence_transformer: Path):
+    """A 1 MB and a 4 MB one-page text file (logs, exports) through the whole ingest, in one process: the
+    time grows about 4x, not 16x, and embedding reports its progress chunk batch by chunk batch."""
+    import random
+
+    settings = Settings.resolve({"index_dir": tmp_path / "index", "embed_model": str(tiny_sentence_transformer)}, env={})
+    events: list[tuple[str, int, int]] = []
+    ingestor = Ingestor(settings, progress=False, on_progress=lambda stage, done, total: events.append((stage, done, total)))
+    ingestor.embedder.encode(["load the model before timing"], Role.PASSAGE)
+    rng = random.Random(0)
+    words = "lantern battery charge warranty sensor display radio signal station reading hour year".split()
+    seconds = {}
+    for megabytes in (1, 4):
+        folder = tmp_path / f"docs-{megabytes}"
+        folder.mkdir()
+        sentences = (" ".join(rng.choice(words) for _ in range(12)) + ". " for _ in range(megabytes * 13_000))
+        (folder / "export.txt").write_text("".join(sentences), encoding="utf-8")
+        events.clear()
+        report = ingestor.run([folder])
+        seconds[megabytes] = report.seconds
+        assert report.summary()["failed"] == [] and report.pages == 1 and report.chunks > 1000 * megabytes
+    embedding = [(done, total) for stage, done, total in events if stage == "embedding"]
+    assert len(embedding) > 20 and embedding[-1][0] == embedding[-1][1] == report.embedded
+    assert [done for done, _ in embedding] == sorted(done for done, _ in embedding)
+    assert seconds[4] / seconds[1] < 8, seconds

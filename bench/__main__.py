@@ -1,0 +1,230 @@
+"""`make bench` (`PYTHONPATH=. .venv/bin/python -m bench`): ingest and query benchmarks against LangChain
+baselines run in the same process on the same data, written to bench/results.json and bench/RESULTS.md.
+
+    PYTHONPATH=. .venv/bin/python -m bench                       # everything (about 30 minutes on 2 cores)
+    PYTHONPATH=. .venv/bin/python -m bench --sizes 10000,100000  # without the million-chunk run
+
+- Ingest: ../shared/corpus with the default embedder, ours (time split into read, parse, clean,
+  chunk, embed, tokenize and write) against PyPDFLoader + RecursiveCharacterTextSplitter +
+  FAISS.from_documents with the same embedder and an equal chunk size (our 200 estimated tokens,
+  about 800 characters, and 30 of overlap, about 120 characters); pages/s and their ratio. The
+  embedder's achieved GFLOP/s (from its size and the tokens it read) against numpy's float32
+  matrix-multiply GFLOP/s on the same cores.
+- Queries at each size: p50/p95 of hybrid search including the query embedding, and of the search
+  after it, per mode, and the process's peak RSS; at 100k also LangChain's EnsembleRetriever(BM25,
+  FAISS). Texts are real passages cycled from ../shared/eval, vectors random unit vectors (an exact
+  search costs the same whatever the values; embedding a million passages would take days here).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.hybrid_latency import build_ours, passages, percentiles, queries, same_embedder
+from ingest.pipeline import Ingestor
+from rag.config import Settings
+from rag.embed import DEFAULT_EMBEDDER, Embedder, Role, load_embedder
+from rag.index import Index
+from rag.retrieve import Mode, Retriever
+from rag.text import BM25Tokenizer
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE.parents[1] / "shared" / "corpus"
+CHARS_PER_TOKEN = 4
+"""Our chunk size is in estimated tokens (one per four non-CJK characters): the baseline's in characters."""
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {"cores": os.cpu_count(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """numpy float32 matrix multiply throughput: the machine's practical limit for dense layers."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(size, size)).astype(np.float32), rng.normal(size=(size, size)).astype(np.float32)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def encoder_flops_per_token(embedder: Embedder, tokens: float) -> float:
+    """Forward FLOPs per token of the embedder's transformer: 2 x its linear layers' weights, plus
+    attention over ``tokens`` (4 x layers x tokens x hidden)."""
+    import torch
+
+    model = embedder.model  # type: ignore[attr-defined]
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    config = getattr(model, "config", None) or model[0].auto_model.config
+    return 2 * linear + 4 * config.num_hidden_layers * tokens * config.hidden_size
+
+
+def ingest(embedder: Embedder, corpus: Path) -> dict[str, Any]:
+    from langchain_community.document_loaders import PyPDFLoader, TextLoader
+    from langchain_community.vectorstores import FAISS
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    embedder.encode(["load the model before timing"], Role.PASSAGE)
+    work = Path(tempfile.mkdtemp(prefix="rag-bench-ingest-"))
+    try:
+        docs = work / "docs"
+        shutil.copytree(corpus, docs)
+        settings = Settings.resolve({"index_dir": work / "index", "embed_model": embedder.name}, env={})
+        ours = Ingestor(settings, embedders=lambda name, batch_size: embedder, progress=False).run([docs]).summary()
+        started = time.perf_counter()
+        pages = []
+        for path in sorted(docs.rglob("*")):
+            if path.suffix == ".pdf":
+                pages.extend(PyPDFLoader(str(path)).load())
+            elif path.suffix in (".md", ".txt"):
+                pages.extend(TextLoader(str(path), encoding="utf-8").load())
+        splitter = RecursiveCharacterTextSplitter(chunk_size=settings.chunk_size * CHARS_PER_TOKEN,
+                                                  chunk_overlap=settings.chunk_overlap * CHARS_PER_TOKEN)
+        chunks = splitter.split_documents(pages)
+        parsed = time.perf_counter() - started
+        FAISS.from_documents(chunks, same_embedder(embedder))
+        baseline_seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stages = ours["stage_seconds"]
+    texts = [c.page_content for c in chunks[:200]]
+    tokens = float(np.mean([n for n, _ in embedder.unknown_token_counts(texts)]))
+    chunks_per_s = ours["embedded"] / stages["embed"]
+    achieved = chunks_per_s * tokens * encoder_flops_per_token(embedder, tokens) / 1e9
+    limit = matmul_gflops()
+    return {
+        "embedder": embedder.name, "pages": ours["pages"], "chunks": ours["chunks"], "seconds": ours["seconds"],
+        "pages_per_s": round(ours["pages"] / ours["seconds"], 2),
+        "stage_seconds": stages, "non_embedding_share": round(1 - stages["embed"] / ours["seconds"], 3),
+        "baseline": {"pages": len(pages), "chunks": len(chunks), "seconds": round(baseline_seconds, 2),
+                     "parse_split_seconds": round(parsed, 2)},
+        "baseline_pages_per_s": round(len(pages) / baseline_seconds, 2),
+        "ratio": round((ours["pages"] / ours["seconds"]) / (len(pages) / baseline_seconds), 2),
+        "embedder_gflops": round(achieved, 1), "matmul_gflops": round(limit, 1),
+        "embedder_share_of_matmul": round(achieved / limit, 3), "tokens_per_chunk": round(tokens, 1),
+    }
+
+
+def query(size: int, embedder: Embedder, questions: list[str], baseline: bool) -> dict[str, Any]:
+    """Per mode p50/p95 in ms of the whole search and of the search after the query embedding."""
+    texts = passages(size)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(size, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    tokenizer = BM25Tokenizer()
+    work = Path(tempfile.mkdtemp(prefix="rag-bench-query-"))
+    try:
+        started = time.perf_counter()
+        retriever = Retriever(Index.open(build_ours(work / "index", texts, vectors, tokenizer, embedder.name)), embedder, tokenizer)
+        figures: dict[str, Any] = {"chunks": size, "build_seconds": round(time.perf_counter() - started, 1)}
+        for mode in (Mode.BM25, Mode.DENSE, Mode.HYBRID):
+            for question in questions[:3]:
+                retriever.search(question, mode=mode, k=10)
+            whole, after = [], []
+            for question in questions:
+                timings = retriever.search(question, mode=mode, k=10).timings
+                whole.append(timings["total"])
+                after.append(timings["total"] - timings.get("embed", 0.0))
+            (p50, p95), (s50, s95) = percentiles(whole), percentiles(after)
+            figures[mode.value] = {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "search_p50_ms": round(s50, 2),
+                                   "search_p95_ms": round(s95, 2)}
+        figures["hybrid_p50_ms"], figures["search_p50_ms"] = figures["hybrid"]["p50_ms"], figures["hybrid"]["search_p50_ms"]
+        figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        if baseline:
+            figures["baseline_p50_ms"] = langchain_p50(texts, vectors, tokenizer, embedder, questions)
+            figures["ratio"] = round(figures["baseline_p50_ms"] / figures["hybrid_p50_ms"], 1)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def langchain_p50(texts: list[str], vectors: np.ndarray, tokenizer: BM25Tokenizer, embedder: Embedder,
+                  questions: list[str]) -> float:
+    from langchain_classic.retrievers import EnsembleRetriever
+    from langchain_community.retrievers import BM25Retriever
+    from langchain_community.vectorstores import FAISS
+
+    bm25 = BM25Retriever.from_texts(texts, preprocess_func=tokenizer.tokenize, k=10)
+    store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), same_embedder(embedder))
+    ensemble = EnsembleRetriever(retrievers=[bm25, store.as_retriever(search_kwargs={"k": 10})], weights=[0.5, 0.5])
+    for question in questions[:3]:
+        ensemble.invoke(question)
+    return round(percentiles([_ms(lambda: ensemble.invoke(q)) for q in questions])[0], 2)
+
+
+def _ms(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    m, ing = results["machine"], results["ingest"]
+    lines = [
+        "# Benchmark results", "",
+        f"Written by `{command}` on {m['date']}: {m['cores']} cores ({m['cpu']}), Python {m['python']}, torch "
+        f"{m['torch']} ({m['torch_threads']} threads). Every figure below comes from that run.", "",
+        f"## Ingest: ../shared/corpus, {ing['embedder']}", "",
+        "| | pages | chunks | seconds | pages/s |", "|---|---|---|---|---|",
+        f"| ours | {ing['pages']} | {ing['chunks']} | {ing['seconds']} | {ing['pages_per_s']} |",
+        f"| LangChain (PyPDFLoader + RecursiveCharacterTextSplitter + FAISS.from_documents) | {ing['baseline']['pages']} | "
+        f"{ing['baseline']['chunks']} | {ing['baseline']['seconds']} | {ing['baseline_pages_per_s']} |", "",
+        f"Ours at **{ing['ratio']}x** the baseline's pages/s. Time by stage (s): "
+        + ", ".join(f"{k} {v}" for k, v in ing["stage_seconds"].items())
+        + f"; everything but embedding is {ing['non_embedding_share']:.1%} of the total.", "",
+        f"The embedder reaches {ing['embedder_gflops']} GFLOP/s ({ing['tokens_per_chunk']} tokens per chunk), "
+        f"{ing['embedder_share_of_matmul']:.0%} of numpy's float32 matrix multiply on these cores "
+        f"({ing['matmul_gflops']} GFLOP/s).", "",
+        "## Queries (ms; texts cycled from ../shared/eval, random unit vectors)", "",
+        "| chunks | mode | p50 | p95 | search p50 (after the query embedding) | search p95 | peak RSS MiB | LangChain p50 | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size, q in results["query"].items():
+        for mode in ("bm25", "dense", "hybrid"):
+            extra = f"{q.get('baseline_p50_ms', '')} | {q.get('ratio', '')}" if mode == "hybrid" else " | "
+            lines.append(f"| {int(size):,} | {mode} | {q[mode]['p50_ms']} | {q[mode]['p95_ms']} | {q[mode]['search_p50_ms']} | "
+                         f"{q[mode]['search_p95_ms']} | {q['peak_rss_mib']} | {extra} |")
+    lines += ["", f"ANN: {results['ann']['index']}, recall@10 against exact search {results['ann']['recall_at_10']}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="chunk counts for the query benchmark")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    command = " ".join(["PYTHONPATH=. .venv/bin/python -m bench", *(sys.argv[1:] if argv is None else argv)])
+    embedder = load_embedder(DEFAULT_EMBEDDER)
+    questions = queries(args.queries)
+    results: dict[str, Any] = {"machine": machine(), "command": command, "ingest": ingest(embedder, CORPUS), "query": {}}
+    print(json.dumps(results["ingest"]), flush=True)
+    for size in (int(s) for s in args.sizes.split(",")):
+        results["query"][str(size)] = query(size, embedder, questions, baseline=size == 100_000)
+        print(json.dumps(results["query"][str(size)]), flush=True)
+    results["ann"] = {"index": "exact (FAISS IndexFlatIP) at every size", "recall_at_10": 1.0}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (args.out / "RESULTS.md").write_text(markdown(results, command), encoding="utf-8")
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
