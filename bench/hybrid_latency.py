@@ -34,14 +34,20 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")
 
 
-def passages(n: int) -> list[str]:
-    windows: list[str] = []
+def windows() -> list[str]:
+    """Overlapping two-sentence windows of the SciFact, RGB-zh and CMRC2018 corpora, each text once."""
+    found: list[str] = []
     for name in ("scifact", "rgb_zh", "cmrc2018"):
         with (SHARED / name / "corpus.jsonl").open(encoding="utf-8") as fh:
             for line in fh:
                 sentences = [s for s in _SENTENCE.split(json.loads(line)["text"]) if s.strip()]
-                windows.extend(" ".join(sentences[i : i + 2]) for i in range(0, max(1, len(sentences) - 1)))
-    return [windows[i % len(windows)] + ("" if i < len(windows) else f" (copy {i // len(windows)})") for i in range(n)]
+                found.extend(" ".join(sentences[i : i + 2]) for i in range(0, max(1, len(sentences) - 1)))
+    return list(dict.fromkeys(found))
+
+
+def passages(n: int) -> list[str]:
+    texts = windows()
+    return [texts[i % len(texts)] + ("" if i < len(texts) else f" (copy {i // len(texts)})") for i in range(n)]
 
 
 def queries(n: int) -> list[str]:

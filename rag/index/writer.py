@@ -152,6 +152,7 @@ class IndexWriter:
         dense = self._dense_index()
         if dense is not None:
             dense.remove(self._removed_ids)  # once: each removal rewrites the flat index
+            dense.maintain()
             dense.save(self._staging / DENSE)
         ids, tokens = [], []
         for chunk_id, chunk_tokens in store.all_tokens():
@@ -164,6 +165,7 @@ class IndexWriter:
             **manifest,
             "embedder": self.live_manifest.get("embedder") or describe_embedder(),
             "counts": store.totals(),
+            "dense_index": dense.describe() if dense is not None else None,
             "unknown_token_share": round(store.unknown_token_share(), 4),
             "unknown_token_share_by_language": store.unknown_token_share_by_language(),
             "files": {f.path: {"sha256": f.sha256, "status": f.status} for f in files},

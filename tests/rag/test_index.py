@@ -126,3 +126,68 @@ def test_a_version_1_store_is_migrated_when_staged(tmp_path: Path):
     migrated = ChunkStore.create(tmp_path / "chunks.sqlite")
     assert [lang for _, _, _, lang in migrated.chunk_locations()] == ["zh", "en"]
     assert migrated.unknown_token_share_by_language() == {"zh": 0.75, "en": 0.0}
+
+
+def _overlap(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found.tolist(), exact.tolist())]))
+
+
+def test_the_dense_index_goes_from_exact_to_hnsw_by_size_and_keeps_recall(corpus_index, embedder, tmp_path: Path):
+    """Real e5 vectors of the shared corpus with a threshold of 200: exact below it, HNSW above, recall@10
+    against exact search at least 0.95; removals are skipped and then rebuilt away; filters stay exact."""
+    from rag.embed import Role
+    from rag.index import Index
+
+    index = Index.open(corpus_index[1])
+    ids = [chunk_id for chunk_id, *_ in index.store.chunk_locations()]
+    vectors = index.vectors(ids)
+    questions = [chunk.text.split("\n")[0][:120] for chunk in index.chunks(ids[::25])]
+    queries = embedder.encode(questions, Role.QUERY)
+    dense = DenseIndex.create(vectors.shape[1], threshold=200)
+    dense.add(np.array(ids[:150]), vectors[:150])
+    dense.maintain()
+    assert dense.describe()["type"] == "flat"
+    dense.add(np.array(ids[150:]), vectors[150:])
+    dense.maintain()
+    assert dense.describe()["type"] == "hnsw"
+    _, exact = dense.search(queries, 10, exact=True)
+    _, approximate = dense.search(queries, 10)
+    assert _overlap(approximate, exact) >= 0.95
+
+    dense.remove(ids[:40])
+    _, after = dense.search(queries, 10)
+    assert not set(after.ravel().tolist()) & set(ids[:40]) and dense.describe()["removed_pending"] == 40
+    dense.save(tmp_path / "dense.faiss")
+    loaded = DenseIndex.load(tmp_path / "dense.faiss")
+    assert np.array_equal(loaded.search(queries, 10)[1], after)
+    dense.remove(ids[40:150])  # 150 removed of 479 in the graph: past the rebuild share
+    dense.maintain()
+    assert dense.describe()["type"] == "hnsw" and dense.describe()["removed_pending"] == 0
+    _, exact = dense.search(queries, 10, exact=True)
+    assert _overlap(dense.search(queries, 10)[1], exact) >= 0.95
+
+    allowed = np.array(ids[200:260])
+    _, filtered = dense.search(queries, 5, allowed)
+    assert set(filtered.ravel().tolist()) <= set(allowed.tolist())
+    dense.remove(ids[150:400])  # below half the threshold: back to exact search only
+    dense.maintain()
+    assert dense.describe()["type"] == "flat"
+    dense.save(tmp_path / "dense.faiss")
+    assert not (tmp_path / "dense-hnsw.faiss").exists()
+
+
+def test_the_manifest_records_the_dense_index_type(tmp_path: Path, monkeypatch):
+    from rag.index import ChunkRow, FileRecord, Index, IndexWriter
+    from rag.index import dense as dense_module
+
+    monkeypatch.setattr(dense_module, "ANN_THRESHOLD", 100)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(120, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with IndexWriter(tmp_path / "index", "test") as writer:
+        rows = [ChunkRow(i, "/d/a.txt", 1, 0, 1, f"text {i}", f"{i:064x}", ("text",), 1, 0) for i in range(120)]
+        writer.replace_file(FileRecord("/d/a.txt", "0" * 64, 0, 0, 1, 120), [(1, "")], rows, vectors)
+        writer.commit({"chunker": {}}, describe_embedder=lambda: {"name": "test", "dimension": 8})
+    index = Index.open(tmp_path / "index")
+    assert index.manifest["dense_index"]["type"] == "hnsw" and index.manifest["dense_index"]["M"] == 32
+    assert index.search_dense(vectors[7], 1)[0][0] == 7
