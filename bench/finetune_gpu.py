@@ -113,10 +113,11 @@ def measure(name: str, folder: Path, steps: int, warmup: int, batch_size: int, s
     train_adapter(base, folder / f"data-{name}.jsonl", folder / f"adapter-{name}", options, on_step=on_step, show_progress=False)
     step_seconds = (times[steps] - times[warmup]) / (steps - warmup)
     tokens_per_s = batch_size * tokens / step_seconds
-    matmul = sum(p.numel() for n, p in _shapes(config).items() if "embed_tokens" not in n) + config.vocab_size * config.hidden_size
+    shapes = _shapes(config)
+    matmul = sum(p.numel() for n, p in shapes.items() if "embed_tokens" not in n) + config.vocab_size * config.hidden_size
     flops_per_token = 4 * matmul + 12 * config.num_hidden_layers * tokens * config.hidden_size
     return {
-        "config": name, "parameters": sum(p.numel() for p in _shapes(config).values()), "batch_size": batch_size,
+        "config": name, "parameters": sum(p.numel() for p in shapes.values()), "batch_size": batch_size,
         "tokens_per_example": round(tokens), "step_ms": round(step_seconds * 1000, 1),
         "samples_per_s": round(batch_size / step_seconds, 2), "tokens_per_s": round(tokens_per_s),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,

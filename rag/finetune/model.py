@@ -55,12 +55,11 @@ def load_tokenizer(base: Path) -> Any:
 
 
 def load_base(base: Path, four_bit: bool = False) -> Any:
-    """The causal LM for training: bf16 on a GPU (fp16 where bf16 is not supported), fp32 on the CPU,
-    or a 4-bit (QLoRA) base with ``four_bit``."""
+    """The causal LM for training (``base`` already passed :func:`check_causal_lm`): bf16 on a GPU (fp16
+    where bf16 is not supported), fp32 on the CPU, or a 4-bit (QLoRA) base with ``four_bit``."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    check_causal_lm(base)
     cuda = torch.cuda.is_available()
     half = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     kwargs: dict[str, Any] = {"dtype": half if cuda else torch.float32}

@@ -225,7 +225,8 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
     }
     with published(out) as folder:
         trainer.model.save_pretrained(folder)
-        (folder / "README.md").write_text(model_card(base, data, options, result, per_epoch(history)), encoding="utf-8")
+        (folder / "README.md").write_text(model_card(base, data, run["data_sha256"], options, result, per_epoch(history)),
+                                          encoding="utf-8")
     shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainedAdapter(result, trainer.model)
 
@@ -262,7 +263,8 @@ def per_epoch(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "val_loss": row["val_loss"]} for row in epochs.values()]
 
 
-def model_card(base: Path, data: Path, options: TrainOptions, result: dict[str, Any], epochs: Sequence[dict[str, Any]]) -> str:
+def model_card(base: Path, data: Path, data_sha256: str, options: TrainOptions, result: dict[str, Any],
+               epochs: Sequence[dict[str, Any]]) -> str:
     examples = result["examples"]
     rows = "\n".join(f"| {e['epoch']} | {e['train_loss']} | {e['val_loss']} |" for e in epochs)
     return f"""---
@@ -276,7 +278,7 @@ Trained by `rag finetune train` on retrieval-augmented examples from the user's 
 Serve it with `rag ask --llm hf:{base} --adapter <this folder>`, or merge it with `rag finetune merge`.
 
 - Base model: `{base.resolve()}`, SHA-256 of config and weights `{folder_hash(base)}`
-- Data: `{data.resolve()}`, SHA-256 `{data_hash(data)}`
+- Data: `{data.resolve()}`, SHA-256 `{data_sha256}`
 - Examples: {examples['train']} train, {examples['validation']} validation, {examples['too_long']} left out as longer than {result['max_length']} tokens
 - Steps: {result['steps']} in {result['seconds']} s ({result['tokens_per_s']} tokens/s)
 
