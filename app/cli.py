@@ -39,9 +39,14 @@ def main() -> None:
 @click.option("--chunk-size", type=int, help="Chunk size in estimated tokens [default 200].")
 @click.option("--chunk-overlap", type=int, help="Chunk overlap in estimated tokens [default 30].")
 @embedder_option
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where files are parsed and embedded: this machine (a pool of parse processes), or Ray.")
+@click.option("--address", help="With --engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
+                                "default a Ray instance on this machine.")
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, prune: bool, as_json: bool,
-           lock_wait: float, chunk_size: int | None, chunk_overlap: int | None, embed_model: str | None) -> None:
+           lock_wait: float, chunk_size: int | None, chunk_overlap: int | None, embed_model: str | None,
+           engine: str, address: str | None) -> None:
     """Add new and changed files under PATHS to the index (PDF, TXT, MD, HTML, DOCX).
 
     Unchanged files are skipped, changed ones replaced; the index changes all at once or not at all.
@@ -49,14 +54,24 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
     """
     import sqlite3
 
+    from ingest.engines import make_engine
     from ingest.pipeline import Ingestor
     from rag.embed import EmbedderError
     from rag.index import EmbedderMismatchError, IndexLockedError, IndexNotFoundError
 
     settings = settings_from(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
                          embed_model=embed_model)
+    if address and engine != "ray":
+        raise click.UsageError("--address is for the Ray engine: add --engine ray")
     try:
-        report = Ingestor(settings, lock_wait=lock_wait).run(list(paths), prune=prune)
+        runner = make_engine(engine, settings.parse_processes, address)
+    except ImportError:
+        fatal("the Ray engine needs Ray: pip install 'rag-private-docs[ray]' (or pip install 'ray[data]')")
+    except (ConnectionError, RuntimeError) as exc:
+        fatal(f"cannot start or join the Ray cluster {address or '(local)'}: {str(exc).splitlines()[0]}")
+    try:
+        with runner:
+            report = Ingestor(settings, lock_wait=lock_wait, engine=runner).run(list(paths), prune=prune)
     except (IndexLockedError, EmbedderMismatchError, EmbedderError, IndexNotFoundError) as exc:
         fatal(str(exc))
     except (OSError, sqlite3.Error, RuntimeError) as exc:

@@ -20,11 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ingest.chunking import Chunker
-from ingest.loaders import LoadError, check_supported, load_file, read_source
+from ingest.engines import Engine, LocalEngine, ParseJob, Parsed
+from ingest.loaders import LoadError, check_supported, read_source
 from ingest.scan import scan
 from rag.config import Settings
 from rag.documents import Chunk, Page
-from rag.embed import Embedder, Role, choose_embedder, load_embedder
+from rag.embed import Embedder, choose_embedder, load_embedder
 from rag.index import ChunkRow, FileRecord, IndexWriter, built_with
 from rag.text import BM25Tokenizer
 
@@ -37,7 +38,9 @@ ProgressCallback = Callable[[str, int, int], None]
 
 STAGES = ("read", "parse", "clean", "chunk", "embed", "tokenize", "write")
 """Where ingest time goes: reading files, parsing them into pages, cleaning the text, chunking,
-embedding, BM25 tokens and [UNK] counts, and writing the index (staging and commit)."""
+embedding, BM25 tokens and [UNK] counts, and writing the index (staging and commit). Parse, clean and
+chunk are summed over the parse processes, which work while this process embeds, so the stages can add up
+to more than the run's wall time."""
 
 
 @dataclass
@@ -93,12 +96,23 @@ class _Loaded:
     is_new: bool
 
 
+@dataclass(frozen=True)
+class _ToParse:
+    """What the run knows about a file sent to be parsed."""
+
+    record: FileRecord
+    known: FileRecord | None
+    stat: os.stat_result
+
+
 class Ingestor:
     """Bring an index up to date with files on disk, incrementally and atomically.
 
     Unchanged files (same size and mtime, or same sha256) cost a ``stat``; a file whose content is
     already indexed under another path is copied, not re-parsed; a chunk whose text was embedded before
     reuses its vector. Vectors are saved batch by batch, so an interrupted run loses no embedding work.
+    Parsing and embedding run on ``engine`` (by default :class:`~ingest.engines.LocalEngine`: a pool of
+    ``settings.parse_processes`` parse processes and the embedder in this process).
 
     Example:
         >>> ingestor = Ingestor(Settings.resolve({"index_dir": "rag-index"}))
@@ -107,8 +121,8 @@ class Ingestor:
     """
 
     def __init__(self, settings: Settings, embedders: Callable[[str, int], Embedder] = load_embedder,
-                 progress: bool | None = None, lock_wait: float = 0.0, flush_chunks: int = 2048,
-                 on_progress: ProgressCallback | None = None) -> None:
+                 progress: bool | None = None, lock_wait: float = 0.0, flush_chunks: int | None = None,
+                 on_progress: ProgressCallback | None = None, engine: Engine | None = None) -> None:
         self.settings = settings
         self._embedders = embedders
         """``(name, batch size) -> Embedder``: the UI passes its cached models."""
@@ -117,6 +131,9 @@ class Ingestor:
         self._progress = progress
         self._lock_wait = lock_wait
         self.flush_chunks = flush_chunks
+        """Chunks collected before they are embedded and staged; None: the engine's choice."""
+        self.engine = engine
+        """None: a :class:`LocalEngine` for each run."""
         self.on_progress = on_progress
         self._tokenizer: BM25Tokenizer | None = None
 
@@ -141,12 +158,12 @@ class Ingestor:
         found = scan(paths)
         report.failed.extend({"path": p, "reason": r} for p, r in found.failed)
         embedder = self.embedder
-        with IndexWriter(self.settings.index_dir, embedder.name, lock_wait=self._lock_wait) as writer:
-            run = _Run(self, writer, embedder, report, force)
+        with IndexWriter(self.settings.index_dir, embedder.name, lock_wait=self._lock_wait) as writer, \
+                (self.engine or LocalEngine(self.settings.parse_processes)) as engine:
+            run = _Run(self, writer, embedder, engine, report, force)
             files = found.files + run.others_to_rechunk(found.files)
-            for done, path in enumerate(tqdm(files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr)):
-                self.report_progress("files", done, len(files))
-                run.visit(path)
+            for todo, parsed in engine.parse(self._jobs(run, files), self.chunker):
+                run.accept(todo, parsed)
             run.flush()
             self.report_progress("files", len(files), len(files))
             run.forget_missing(found.roots, {str(p) for p in found.files}, [Path(p) for p, _ in found.failed], prune)
@@ -161,6 +178,14 @@ class Ingestor:
                 )
         report.seconds = time.perf_counter() - started
         return report
+
+    def _jobs(self, run: _Run, files: list[Path]) -> Iterator[tuple[_ToParse, ParseJob]]:
+        """Visit each file, with progress; yield those that need parsing."""
+        for done, path in enumerate(tqdm(files, desc="files", unit="file", disable=self.progress_disabled(), file=sys.stderr)):
+            self.report_progress("files", done, len(files))
+            todo = run.visit(path)
+            if todo is not None:
+                yield todo
 
     def remove(self, paths: Sequence[str]) -> IngestReport:
         """Take these indexed files out of the index (the files on disk are left alone)."""
@@ -199,10 +224,12 @@ class Ingestor:
 class _Run:
     """The state of one ingest run inside the writer lock."""
 
-    def __init__(self, ingestor: Ingestor, writer: IndexWriter, embedder: Embedder, report: IngestReport,
-                 force: bool = False) -> None:
+    def __init__(self, ingestor: Ingestor, writer: IndexWriter, embedder: Embedder, engine: Engine,
+                 report: IngestReport, force: bool = False) -> None:
         self.ingestor = ingestor
         self.embedder = embedder
+        self.engine = engine
+        self.flush_chunks = ingestor.flush_chunks or engine.flush_chunks
         self.writer = writer
         self.report = report
         self.queue: list[_Loaded] = []
@@ -217,58 +244,52 @@ class _Run:
         self.report.failed.append({"path": path, "reason": reason})
         tqdm.write(f"failed: {path}: {reason}", file=sys.stderr)
 
-    def visit(self, path: Path) -> None:
+    def visit(self, path: Path) -> tuple[_ToParse, ParseJob] | None:
+        """Settle the file here if it is unchanged, a copy or unreadable; else the job to parse it."""
         key = str(path)
         try:
             stat = path.stat()
         except FileNotFoundError:
             self.fail(key, "file vanished during ingest")
-            return
+            return None
         except OSError as exc:
             self.fail(key, f"cannot access ({exc.strerror})")
-            return
+            return None
         known = self.writer.store.file(key)
         if known and not self.reread and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             if known.status == "failed":
                 self.report.failed.append({"path": key, "reason": f"{known.error} (unchanged since the last attempt)"})
             else:
                 self.report.unchanged += 1
-            return
+            return None
         try:
             check_supported(path)
             with self.report.timed("read"):
                 data = read_source(path)
         except LoadError as exc:
             self._record_failure(key, known, stat, None, str(exc))
-            return
+            return None
         sha = hashlib.sha256(data).hexdigest()
         record = FileRecord(key, sha, stat.st_size, stat.st_mtime_ns)
         if known and known.status == "ok" and known.sha256 == sha and not self.reread:
             self.writer.put_file(FileRecord(key, sha, stat.st_size, stat.st_mtime_ns, known.pages, known.chunks))
             self.report.unchanged += 1
-            return
+            return None
         twin = None if self.reread else self.writer.store.indexed_file_with_sha(sha)
         if twin is not None and twin.path != key:
             self._copy_twin(record, twin, is_new=known is None)
+            return None
+        return _ToParse(record, known, stat), ParseJob(key, data)
+
+    def accept(self, todo: _ToParse, parsed: Parsed) -> None:
+        """Queue a parsed file for embedding, or record why it cannot be indexed."""
+        for stage, seconds in parsed.seconds.items():
+            self.report.stage_seconds[stage] += seconds
+        if parsed.error is not None:
+            self._record_failure(todo.record.path, todo.known, todo.stat, todo.record.sha256, parsed.error)
             return
-        try:
-            with self.report.timed("parse"):
-                loaded = load_file(path, data)
-            with self.report.timed("clean"):
-                pages = self.ingestor.chunker.clean(loaded)
-            with self.report.timed("chunk"):
-                chunks = self.ingestor.chunker.split(pages)
-        except LoadError as exc:
-            self._record_failure(key, known, stat, sha, str(exc))
-            return
-        except Exception as exc:  # a parser bug on one file must not cost the others
-            self._record_failure(key, known, stat, sha, f"cannot read file ({type(exc).__name__}: {str(exc)[:120]})")
-            return
-        if not chunks:
-            self._record_failure(key, known, stat, sha, "no text to index after cleaning")
-            return
-        self.queue.append(_Loaded(record, pages, chunks, is_new=known is None))
-        if sum(len(item.chunks) for item in self.queue) >= self.ingestor.flush_chunks:
+        self.queue.append(_Loaded(todo.record, parsed.pages, parsed.chunks, is_new=todo.known is None))
+        if sum(len(item.chunks) for item in self.queue) >= self.flush_chunks:
             self.flush()
 
     def _record_failure(self, key: str, known: FileRecord | None, stat: os.stat_result, sha: str | None, reason: str) -> None:
@@ -351,7 +372,7 @@ class _Run:
         batches = tqdm(total=len(order), desc="embedding", unit="chunk", disable=self.ingestor.progress_disabled(), file=sys.stderr)
         done = 0
         self.ingestor.report_progress("embedding", done, len(order))  # the clock for chunks/s starts here
-        for positions, batch in embedder.encode_batches([todo[s] for s in order], Role.PASSAGE):
+        for positions, batch in self.engine.embed(embedder, [todo[s] for s in order]):
             batch_shas = [order[i] for i in positions]
             self.writer.pending.put(batch_shas, batch)
             vectors.update(zip(batch_shas, batch))

@@ -45,6 +45,8 @@ class Settings:
     reranker: str | None = None
     max_upload_mb: int = 200
     """The largest file the UI accepts for upload."""
+    parse_processes: int = 4
+    """Processes that parse files during ingest (never more than the cores; 1 parses in the ingest process)."""
 
     @classmethod
     def resolve(

@@ -249,7 +249,8 @@ def test_shared_corpus_is_ingested_with_page_numbers(corpus_index):
     stages = summary["stage_seconds"]
     assert list(stages) == ["read", "parse", "clean", "chunk", "embed", "tokenize", "write"]
     assert stages["embed"] > stages["parse"] > 0 and all(t > 0 for t in stages.values())
-    assert sum(stages.values()) <= summary["seconds"]
+    in_this_process = ("read", "embed", "tokenize", "write")  # parse, clean and chunk run in parse processes
+    assert sum(stages[s] for s in in_this_process) <= summary["seconds"]
 
 
 @pytest.mark.slow
