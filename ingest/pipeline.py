@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ingest.chunking import Chunker
-from ingest.engines import Engine, LocalEngine, ParseJob, Parsed
+from ingest.engines import Engine, LocalEngine, Parsed, ParseJob
 from ingest.loaders import LoadError, check_supported, read_source
 from ingest.scan import scan
 from rag.config import Settings

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
+
 from rag.text import language_of
 
 SCHEMA_VERSION = 2
@@ -209,6 +211,10 @@ class ChunkStore:
         """``(chunk id, BM25 tokens)`` for every chunk, in id order."""
         for chunk_id, tokens in self._db.execute("SELECT id, tokens FROM chunks ORDER BY id"):
             yield chunk_id, tokens.split(" ") if tokens else []
+
+    def chunk_id_array(self) -> np.ndarray:
+        """Every chunk id, ascending."""
+        return np.fromiter((row[0] for row in self._db.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
 
     def chunk_locations(self) -> Iterator[tuple[int, str, int, str]]:
         """``(id, path, page, language)`` of every chunk."""

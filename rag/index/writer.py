@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -43,8 +44,13 @@ class IndexWriter:
         self._dense: DenseIndex | None = None
         self._dense_loaded = False
         self._removed_ids: list[int] = []
+        self._added_tokens: dict[int, tuple[str, ...]] = {}
+        """BM25 tokens of the chunks this writer added (and did not remove again), for the BM25 update."""
         self.live_manifest: dict[str, Any] = {}
         self.live_name: str | None = None
+        self.commit_seconds: dict[str, float] = {}
+        """Where :meth:`commit` spent its time: ``dense`` (removals, graph upkeep, saving), ``bm25``
+        (reading every chunk's tokens and rebuilding), ``publish`` (manifest, rename, clean-up)."""
 
     def __enter__(self) -> "IndexWriter":
         self._lock.__enter__()
@@ -137,28 +143,49 @@ class IndexWriter:
     def replace_file(self, record: FileRecord, pages: Sequence[tuple[int, str]], chunks: Sequence[ChunkRow], vectors: np.ndarray) -> None:
         """Put a file's new content in place of its old one (if any)."""
         store = self._stage()
-        self._removed_ids.extend(store.chunk_ids(record.path))
+        self._forget(store.chunk_ids(record.path))
+        self._added_tokens.update((c.id, c.tokens) for c in chunks)
         if len(chunks):
             self._dense_for(vectors.shape[1]).add(np.array([c.id for c in chunks]), vectors)
         store.replace_content(record, pages, chunks)
 
     def remove_file(self, path: str) -> None:
-        self._removed_ids.extend(self._stage().delete_file(path))
+        self._forget(self._stage().delete_file(path))
+
+    def _forget(self, chunk_ids: list[int]) -> None:
+        self._removed_ids.extend(chunk_ids)
+        for chunk_id in chunk_ids:
+            self._added_tokens.pop(chunk_id, None)
 
     # publish -------------------------------------------------------------------------------------
+    def _sparse_index(self, store: ChunkStore) -> SparseIndex:
+        """The live BM25 index updated with this writer's changes; rebuilt from every chunk's tokens when
+        there is none to update (a new index, or one from before term frequencies were kept)."""
+        live = self._live / SPARSE if self._live is not None else None
+        if live is not None and live.exists():
+            previous = SparseIndex.load(live)
+            if previous.updatable:
+                updated = previous.updated(self._removed_ids, self._added_tokens.items())
+                if np.array_equal(updated.ids, store.chunk_id_array()):
+                    return updated
+        ids, tokens = [], []
+        for chunk_id, chunk_tokens in store.all_tokens():
+            ids.append(chunk_id)
+            tokens.append(chunk_tokens)
+        return SparseIndex.build(ids, tokens)
+
     def commit(self, manifest: dict[str, Any], describe_embedder: Callable[[], dict[str, Any]]) -> Path:
         """Build BM25, write FAISS and the manifest, and publish; returns the new generation folder."""
         store = self._stage()
+        started = time.perf_counter()
         dense = self._dense_index()
         if dense is not None:
             dense.remove(self._removed_ids)  # once: each removal rewrites the flat index
             dense.maintain()
             dense.save(self._staging / DENSE)
-        ids, tokens = [], []
-        for chunk_id, chunk_tokens in store.all_tokens():
-            ids.append(chunk_id)
-            tokens.append(chunk_tokens)
-        SparseIndex.build(ids, tokens).save(self._staging / SPARSE)
+        self.commit_seconds["dense"] = time.perf_counter() - started
+        self._sparse_index(store).save(self._staging / SPARSE)
+        self.commit_seconds["bm25"] = time.perf_counter() - started - self.commit_seconds["dense"]
         files = store.files()
         full_manifest = {
             "format": 1,
@@ -178,4 +205,5 @@ class IndexWriter:
         self.live_name, self.live_manifest = generation.name, full_manifest
         self.pending.clear()
         collect_garbage(self.index_dir)
+        self.commit_seconds["publish"] = time.perf_counter() - started - self.commit_seconds["dense"] - self.commit_seconds["bm25"]
         return generation

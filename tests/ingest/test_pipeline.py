@@ -8,6 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from examples.make_demo_docs import write_pdf
@@ -375,3 +376,26 @@ def test_a_large_single_page_file_ingests_with_progress_in_linear_time(tmp_path:
     assert len(embedding) > 20 and embedding[-1][0] == embedding[-1][1] == report.embedded
     assert [done for done, _ in embedding] == sorted(done for done, _ in embedding)
     assert seconds[4] / seconds[1] < 8, seconds
+
+
+def test_each_commit_updates_bm25_in_place_and_scores_as_a_rebuild(tmp_path: Path, ingestor: Ingestor, monkeypatch):
+    from rag.index.sparse import SparseIndex
+
+    docs = _docs(tmp_path / "docs")
+    ingestor.run([docs])
+    (docs / "notes.md").write_text("\n\n".join(SENTENCES[:20] + ["A changed paragraph about topic7 and valves."]), encoding="utf-8")
+    (docs / "new.txt").write_text("Valves open at three bar. 晴川气象站的阀门。", encoding="utf-8")
+    (docs / "zh.txt").unlink()
+    rebuilds = []
+    monkeypatch.setattr(SparseIndex, "build", classmethod(lambda cls, *a: rebuilds.append(a) or None))
+    report = ingestor.run([docs], prune=True)
+    monkeypatch.undo()
+    assert (report.added, report.updated, report.removed, rebuilds) == (1, 1, 1, [])
+    index = Index.open(ingestor.settings.index_dir)
+    rows = list(index.store.all_tokens())
+    rebuilt = SparseIndex.build([i for i, _ in rows], [t for _, t in rows])
+    assert index.sparse.ids.tolist() == [i for i, _ in rows]
+    for query in ("valves three bar", "topic7 changed", "晴川 阀门", "保修期", "lantern charges"):
+        tokens = BM25Tokenizer().tokenize(query)
+        ours, theirs = index.sparse.search(tokens, 50), rebuilt.search(tokens, 50)
+        assert ours[1].tolist() == theirs[1].tolist() and np.allclose(ours[0], theirs[0], atol=1e-6)

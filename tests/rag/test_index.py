@@ -61,6 +61,38 @@ def test_sparse_index_round_trips_through_disk(tmp_path: Path):
     assert loaded.search(["nothing-known"], 5)[1].size == 0
 
 
+def _all_scores(index: SparseIndex, vocabulary: list[str]) -> dict[str, dict[int, float]]:
+    """Every chunk's BM25 score for every term: the whole content of the index."""
+    found = {}
+    for term in vocabulary:
+        scores, ids = index.search([term], len(index))
+        found[term] = dict(zip(ids.tolist(), np.round(scores, 6).tolist()))
+    return found
+
+
+def test_bm25_updates_score_exactly_like_a_rebuild(tmp_path: Path):
+    rng = np.random.default_rng(7)
+    words = [f"w{n}" for n in range(60)] + ["晴川", "保修"]
+    live = {i: [str(w) for w in rng.choice(words, size=rng.integers(0, 12))] for i in range(200)}
+    index = SparseIndex.build(sorted(live), [live[i] for i in sorted(live)])
+    next_id = 200
+    for step in range(6):
+        removed = [int(i) for i in rng.choice(sorted(live), size=15, replace=False)]
+        added = [(next_id + n, [str(w) for w in rng.choice(words, size=rng.integers(0, 12))]) for n in range(20)]
+        next_id += 20
+        index = index.updated(removed, added)
+        index.save(tmp_path / f"bm25-{step}")
+        index = SparseIndex.load(tmp_path / f"bm25-{step}")  # as the writer reads the live generation
+        for chunk_id in removed:
+            del live[chunk_id]
+        live.update(added)
+        rebuilt = SparseIndex.build(sorted(live), [live[i] for i in sorted(live)])
+        assert index.ids.tolist() == sorted(live)
+        assert _all_scores(index, words) == _all_scores(rebuilt, words)
+    with pytest.raises(ValueError, match="above every kept id"):
+        index.updated([], [(5, ["w1"])])
+
+
 def test_empty_sparse_index(tmp_path: Path):
     SparseIndex.build([], []).save(tmp_path / "bm25")
     assert SparseIndex.load(tmp_path / "bm25").search(["x"], 3)[1].size == 0
