@@ -25,6 +25,7 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,12 +35,30 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.hybrid_latency import build_ours, passages, percentiles, queries, same_embedder, windows
+from bench.hybrid_latency import (
+    build_ours,
+    passages,
+    percentiles,
+    queries,
+    same_embedder,
+    windows,
+)
+from ingest.chunking import Chunker
+from ingest.engines import LocalEngine, ParseJob
+from ingest.loaders import is_supported
 from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.embed import DEFAULT_EMBEDDER, Embedder, Role, load_embedder
-from rag.index import Index
-from rag.index.dense import ANN_THRESHOLD, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, DenseIndex
+from rag.index import ChunkRow, FileRecord, Index, IndexWriter
+from rag.index.dense import (
+    ANN_THRESHOLD,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    DenseIndex,
+)
+from rag.index.generations import live_generation
+from rag.index.layout import CHUNKS, SPARSE
 from rag.retrieve import Mode, Retriever
 from rag.text import BM25Tokenizer
 
@@ -93,6 +112,9 @@ def ingest(embedder: Embedder, corpus: Path) -> dict[str, Any]:
         shutil.copytree(corpus, docs)
         settings = Settings.resolve({"index_dir": work / "index", "embed_model": embedder.name}, env={})
         ours = Ingestor(settings, embedders=lambda name, batch_size: embedder, progress=False).run([docs]).summary()
+        index = Index.open(settings.index_dir)
+        ours_texts = [c.text for c in index.chunks([i for i, *_ in index.store.chunk_locations()][:200])]
+        index.close()
         started = time.perf_counter()
         pages = []
         for path in sorted(docs.rglob("*")):
@@ -109,8 +131,7 @@ def ingest(embedder: Embedder, corpus: Path) -> dict[str, Any]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     stages = ours["stage_seconds"]
-    texts = [c.page_content for c in chunks[:200]]
-    tokens = float(np.mean([n for n, _ in embedder.unknown_token_counts(texts)]))
+    tokens = float(np.mean([n for n, _ in embedder.unknown_token_counts(ours_texts)]))
     chunks_per_s = ours["embedded"] / stages["embed"]
     achieved = chunks_per_s * tokens * encoder_flops_per_token(embedder, tokens) / 1e9
     limit = matmul_gflops()
@@ -124,7 +145,23 @@ def ingest(embedder: Embedder, corpus: Path) -> dict[str, Any]:
         "ratio": round((ours["pages"] / ours["seconds"]) / (len(pages) / baseline_seconds), 2),
         "embedder_gflops": round(achieved, 1), "matmul_gflops": round(limit, 1),
         "embedder_share_of_matmul": round(achieved / limit, 3), "tokens_per_chunk": round(tokens, 1),
+        "parse_pool": parse_pool(corpus),
     }
+
+
+def parse_pool(corpus: Path) -> dict[str, Any]:
+    """Wall time to parse, clean and chunk the corpus in this process and in a pool of processes (its
+    start-up included), the same files in the same order."""
+    jobs = [(path, ParseJob(str(path), path.read_bytes())) for path in sorted(corpus.rglob("*")) if is_supported(path)]
+    seconds = {}
+    for processes in (1, os.cpu_count() or 1):
+        started = time.perf_counter()
+        with LocalEngine(processes) as engine:
+            parsed = list(engine.parse(iter(jobs), Chunker()))
+        seconds[processes] = time.perf_counter() - started
+    one, pool = seconds[1], seconds[os.cpu_count() or 1]
+    return {"files": len(parsed), "processes": os.cpu_count() or 1, "seconds_in_process": round(one, 2),
+            "seconds_in_pool": round(pool, 2), "speedup": round(one / pool, 2)}
 
 
 def structured_vectors(real: np.ndarray, size: int, noise: float = 0.48) -> np.ndarray:
@@ -184,12 +221,54 @@ def query(size: int, embedder: Embedder, questions: list[str], query_vectors: np
                                    "search_p95_ms": round(s95, 2)}
         figures["hybrid_p50_ms"], figures["search_p50_ms"] = figures["hybrid"]["p50_ms"], figures["hybrid"]["search_p50_ms"]
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        retriever.index.close()
+        figures["bytes_per_chunk"] = bytes_per_chunk(work / "index", size)
+        figures["serving_rss_mib"] = serving_rss_mib(work / "index", questions[:20])
+        figures["one_file_update"] = one_file_update(work / "index", embedder.name, tokenizer, vectors[:10])
         if baseline:
             figures["baseline_p50_ms"] = langchain_p50(texts, vectors, tokenizer, embedder, questions)
             figures["ratio"] = round(figures["baseline_p50_ms"] / figures["hybrid_p50_ms"], 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return figures
+
+
+def bytes_per_chunk(index_dir: Path, size: int) -> dict[str, float]:
+    """Disk bytes per chunk of each part of the live generation (FAISS counts the exact index and the graph)."""
+    generation = live_generation(index_dir)
+    assert generation is not None
+    parts = {"faiss": sum(p.stat().st_size for p in generation.glob("dense*")),
+             "bm25": sum(p.stat().st_size for p in (generation / SPARSE).iterdir()),
+             "sqlite": (generation / CHUNKS).stat().st_size}
+    return {name: round(total / size, 1) for name, total in parts.items()}
+
+
+def serving_rss_mib(index_dir: Path, questions: list[str]) -> int:
+    """Peak RSS of a fresh process that opens the index with the default embedder and answers hybrid searches."""
+    script = ("import sys; from pathlib import Path; from rag.embed import load_embedder; "
+              "from rag.index import Index; from rag.retrieve import Retriever; from rag.text import BM25Tokenizer; "
+              f"r = Retriever(Index.open(Path(sys.argv[1])), load_embedder({DEFAULT_EMBEDDER!r}), BM25Tokenizer()); "
+              "[r.search(q, k=10) for q in sys.argv[2:]]; "
+              "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))")
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts from the parent's peak, inherited across fork and exec
+    done = subprocess.run([sys.executable, "-c", script, str(index_dir), *questions], capture_output=True, text=True,
+                          check=True, cwd=HERE.parent)
+    return round(int(done.stdout.split()[-1]) / 1024)
+
+
+def one_file_update(index_dir: Path, embedder_name: str, tokenizer: BM25Tokenizer, vectors: np.ndarray) -> dict[str, float]:
+    """Seconds to add one file of ten chunks to the index (what a small ingest costs besides embedding), by part."""
+    texts = [f"A new note, paragraph {n}: the relief valve opens at {n + 3} bar." for n in range(len(vectors))]
+    started = time.perf_counter()
+    with IndexWriter(index_dir, embedder_name) as writer:
+        first = writer.next_chunk_id()
+        rows = [ChunkRow(first + n, "/bench/new-note.txt", 1, 0, len(t), t, f"{first + n:064x}", tuple(tokenizer.tokenize(t)), 1, 0)
+                for n, t in enumerate(texts)]
+        writer.replace_file(FileRecord("/bench/new-note.txt", "f" * 64, 1, 1, 1, len(rows)), [(1, "")], rows, vectors)
+        staged = time.perf_counter() - started
+        writer.commit({"chunker": {}, "next_chunk_id": first + len(rows)}, describe_embedder=lambda: {})
+    return {"seconds": round(time.perf_counter() - started, 2), "stage_copy": round(staged, 2),
+            **{part: round(t, 2) for part, t in writer.commit_seconds.items()}}
 
 
 def langchain_p50(texts: list[str], vectors: np.ndarray, tokenizer: BM25Tokenizer, embedder: Embedder,
@@ -229,6 +308,9 @@ def markdown(results: dict[str, Any], command: str) -> str:
         f"The embedder reaches {ing['embedder_gflops']} GFLOP/s ({ing['tokens_per_chunk']} tokens per chunk), "
         f"{ing['embedder_share_of_matmul']:.0%} of numpy's float32 matrix multiply on these cores "
         f"({ing['matmul_gflops']} GFLOP/s).", "",
+        f"Parsing, cleaning and chunking the corpus's {ing['parse_pool']['files']} files: "
+        f"{ing['parse_pool']['seconds_in_process']} s in the ingest process, {ing['parse_pool']['seconds_in_pool']} s in a "
+        f"pool of {ing['parse_pool']['processes']} processes (start-up included): **{ing['parse_pool']['speedup']}x**.", "",
         "## Queries (ms; texts cycled from ../shared/eval; vectors: real e5 passage vectors cycled with noise)", "",
         "| chunks | mode | p50 | p95 | search p50 (after the query embedding) | search p95 | peak RSS MiB | LangChain p50 | ratio |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -238,7 +320,16 @@ def markdown(results: dict[str, Any], command: str) -> str:
             extra = f"{q.get('baseline_p50_ms', '')} | {q.get('ratio', '')}" if mode == "hybrid" else " | "
             lines.append(f"| {int(size):,} | {mode} | {q[mode]['p50_ms']} | {q[mode]['p95_ms']} | {q[mode]['search_p50_ms']} | "
                          f"{q[mode]['search_p95_ms']} | {q['peak_rss_mib']} | {extra} |")
-    lines += ["", f"Dense search: {results['ann']['index']}. Recall@10 of the dense search against exact search, by set: "
+    lines += ["", "## Index size and small updates", "",
+              "| chunks | FAISS B/chunk | BM25 B/chunk | SQLite B/chunk | serving RSS MiB | one-file update s | "
+              "of which: copy and stage | dense | BM25 | publish |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for size, q in results["query"].items():
+        b, u = q["bytes_per_chunk"], q["one_file_update"]
+        lines.append(f"| {int(size):,} | {b['faiss']} | {b['bm25']} | {b['sqlite']} | {q['serving_rss_mib']} | {u['seconds']} | "
+                     f"{u['stage_copy']} | {u['dense']} | {u['bm25']} | {u['publish']} |")
+    lines += ["", "Serving RSS: a fresh process that opens the index with the embedder and answers 20 hybrid searches. "
+              "One-file update: ten new chunks written and committed (embedding excluded); BM25 is updated in place.", "",
+              f"Dense search: {results['ann']['index']}. Recall@10 of the dense search against exact search, by set: "
               + "; ".join(f"{name} {value}" for name, value in results["ann"]["by_set"].items()) + ".", ""]
     return "\n".join(lines)
 

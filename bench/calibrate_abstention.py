@@ -29,8 +29,8 @@ from harness import SHARED, is_dev, splits  # noqa: E402
 from eval.beir import load_beir  # noqa: E402
 from eval.corpus_index import build_index, evaluation_settings  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.generate.extractive import ExtractiveGenerator  # noqa: E402
 from rag.embed import Role  # noqa: E402
+from rag.generate.extractive import ExtractiveGenerator  # noqa: E402
 from rag.index import Index  # noqa: E402
 from rag.pipeline import Abstention, AnswerPipeline, combined_evidence  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402

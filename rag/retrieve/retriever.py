@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
@@ -196,6 +197,7 @@ class Retriever:
         self._allowed = lru_cache(maxsize=32)(lambda filters: filters.allowed_ids(self.index.store))
         self._languages: dict[int, str] | None = None
         self._mixed: bool | None = None
+        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retriever")
 
     @classmethod
     def open(cls, index_dir: Path, settings: Settings, config: RetrieverConfig | None = None,
@@ -348,12 +350,17 @@ class Retriever:
         original = QueryVariant("original", query, term_weights(self.tokenizer.tokenize(query)))
         use_dense = mode is not Mode.BM25
         dense_weight = 0.0
+        bm25_ahead = None
         if use_dense:
+            if mode is not Mode.DENSE:  # BM25 runs on another core while the query is embedded
+                bm25_ahead = self._threads.submit(self._lists, original, False, allowed)
             original = QueryVariant("original", query, original.bm25_weights, self.embedder.encode([query], Role.QUERY)[0])
             dense_weight = self.dense_weight_for(query) if mode is not Mode.DENSE else self.config.dense_weight
             clock.lap("embed")
         searches_dense = mode is Mode.DENSE or dense_weight > 0
-        lists = self._lists(original, searches_dense, allowed, bm25=mode is not Mode.DENSE)
+        lists = self._lists(original, searches_dense, allowed, bm25=mode is Mode.BM25)
+        if bm25_ahead is not None:
+            lists = {**bm25_ahead.result(), **lists}
         clock.lap("search")
         result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight, query_vector=original.vector)
         if mode is Mode.FUSION:

@@ -208,3 +208,40 @@ def test_score_fusion_scores_a_chunk_missing_from_one_list_by_its_real_score_the
     result = shallow.search(query, mode=Mode.HYBRID, k=5)
     for hit in result.hits:  # provenance is what each list found in its own top 3, not the completion
         assert set(hit.found_by) == {key for key, ranked in lists.items() if hit.chunk.id in dict(ranked)}
+
+
+def test_hybrid_searches_bm25_while_the_query_is_embedded(index_dir: Path, embedder):
+    import threading
+    import time
+
+    events: list[tuple[str, float, str]] = []
+
+    class SlowEmbedder:
+        """The real embedder, slowed so that overlap is visible."""
+
+        def __getattr__(self, name):
+            return getattr(embedder, name)
+
+        def encode(self, texts, role):
+            events.append(("embed start", time.perf_counter(), threading.current_thread().name))
+            time.sleep(0.2)
+            vectors = embedder.encode(texts, role)
+            events.append(("embed end", time.perf_counter(), threading.current_thread().name))
+            return vectors
+
+    index = Index.open(index_dir)
+    bm25 = index.search_bm25_weighted
+
+    def recorded(*args, **kwargs):
+        events.append(("bm25", time.perf_counter(), threading.current_thread().name))
+        return bm25(*args, **kwargs)
+
+    index.search_bm25_weighted = recorded  # type: ignore[method-assign]
+    slow = Retriever(index, SlowEmbedder(), config=RetrieverConfig.for_embedder(embedder.name))  # type: ignore[arg-type]
+    fast = Retriever(Index.open(index_dir), embedder)
+    question = "How long does a full charge from the sun take?"
+    result = slow.search(question, mode=Mode.HYBRID, k=5)
+    times = {name: (t, thread) for name, t, thread in events}
+    assert times["bm25"][0] < times["embed end"][0]  # not after the embedding...
+    assert times["bm25"][1] != times["embed start"][1]  # ...and not before it in the same thread
+    assert [h.chunk.id for h in result.hits] == [h.chunk.id for h in fast.search(question, mode=Mode.HYBRID, k=5).hits]
