@@ -47,8 +47,16 @@ class BundledE5Embedder(Embedder):
     """Measured by bench/calibrate_abstention.py: the mean cosine of 300 dev questions to 300 random
     passages in their own language minus that to passages in the other (SciFact and RGB-zh)."""
 
-    def __init__(self, batch_size: int = 32) -> None:
+    def __init__(self, batch_size: int = 32, device: str | None = None) -> None:
         self.batch_size = batch_size
+        self._device = device
+        """``cpu``, ``cuda``...; None: the GPU when there is one."""
+
+    @cached_property
+    def device(self) -> str:
+        import torch
+
+        return self._device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     @cached_property
     def weights(self) -> E5Weights:
@@ -96,7 +104,10 @@ class BundledE5Embedder(Embedder):
         with torch.device("meta"):
             model = BertModel(config, add_pooling_layer=False)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True, assign=True)
-        return model.eval()
+        # the buffers outside the state dict, as BertEmbeddings makes them (still on the meta device)
+        model.embeddings.register_buffer("position_ids", torch.arange(w.max_positions).expand((1, -1)), persistent=False)
+        model.embeddings.register_buffer("token_type_ids", torch.zeros((1, w.max_positions), dtype=torch.long), persistent=False)
+        return model.eval().to(self.device)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -153,13 +164,14 @@ class BundledE5Embedder(Embedder):
             mask[r, : len(row)] = 1
         vocabulary, inverse = np.unique(ids, return_inverse=True)
         embeddings = w.word_rows(vocabulary)[inverse.reshape(ids.shape)]
-        attention = torch.from_numpy(mask)
+        model = self.model
+        attention = torch.from_numpy(mask).to(self.device)
         with torch.inference_mode():
-            hidden = self.model(
-                inputs_embeds=torch.from_numpy(embeddings), attention_mask=attention,
+            hidden = model(
+                inputs_embeds=torch.from_numpy(embeddings).to(self.device), attention_mask=attention,
                 token_type_ids=torch.zeros_like(attention),
-                position_ids=torch.arange(length).expand(len(rows), length),
+                position_ids=torch.arange(length, device=self.device).expand(len(rows), length),
             ).last_hidden_state
             weights = attention.unsqueeze(-1).to(hidden.dtype)
             means = (hidden * weights).sum(1) / weights.sum(1)
-        return means.double().numpy()
+        return means.double().cpu().numpy()
