@@ -310,18 +310,76 @@ def feedback(ctx: click.Context, index_dir: Path | None, out: Path | None) -> No
     click.echo(f"{up} up, {down} down; {len(cases)} cases" + (f" written to {out}" if out else ""), err=True)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command(epilog="Example:  rag serve --index ./rag-index --port 8000   (then: curl 127.0.0.1:8000/api/health)")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback requires API keys (RAG_API_KEYS or --keys-file).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--keys-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="SHA-256 hashes of the accepted API keys, one per line [env RAG_API_KEYS_FILE].")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser calls from this origin (repeatable); default none.")
+@click.option("--llm", help="extractive (default) | hf:MODEL_DIR | openai:BASE_URL#MODEL [env RAG_LLM].")
+@click.option("--adapter", help="A LoRA adapter folder for an hf: model [env RAG_ADAPTER].")
+@click.pass_context
+def serve(ctx: click.Context, index_dir: Path | None, host: str, port: int, keys_file: Path | None,
+          cors_origins: tuple[str, ...], llm: str | None, adapter: str | None) -> None:
+    """Serve the knowledge base over HTTP: OpenAI-compatible /v1/chat/completions and /v1/models, and
+    /api/search, /api/ask, /api/documents, /api/health (documented at /docs).
+
+    Requests need "Authorization: Bearer KEY" once keys are configured.
+    """
+    import uvicorn
+
+    from app.api import KnowledgeBase, create_app
+    from app.api_keys import ApiKeys, KeysError
+
+    settings = settings_from(ctx, index_dir=index_dir, llm=llm, adapter=adapter)
+    try:
+        keys = ApiKeys.load(os.environ, keys_file)
+    except KeysError as exc:
+        fatal(str(exc))
+    if not keys and not _is_loopback(host):
+        click.echo(f"error: refusing to serve on {host} without API keys: anyone who can reach it could read your "
+                   "documents; set RAG_API_KEYS or --keys-file, or bind 127.0.0.1", err=True)
+        sys.exit(2)
+    app = create_app(KnowledgeBase(settings), keys, list(cors_origins))
+    click.echo(f"serving {settings.index_dir} on http://{host}:{port} (API docs at /docs; "
+               f"{'API keys required' if keys else 'no API keys: loopback only'})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
 @main.command(epilog="Example:  rag ui --index ./rag-index --port 8501")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
-@click.option("--port", type=int, default=8501, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback requires RAG_UI_PASSWORD or Streamlit authentication.")
+@click.option("--port", type=int, default=8501, show_default=True)
 @click.pass_context
-def ui(ctx: click.Context, index_dir: Path | None, port: int) -> None:
-    """Start the Streamlit app on 127.0.0.1 (loopback only)."""
+def ui(ctx: click.Context, index_dir: Path | None, host: str, port: int) -> None:
+    """Start the Streamlit app (on 127.0.0.1 unless --host says otherwise and a password is set)."""
+    from app.access import auth_configured
+
     settings = settings_from(ctx, index_dir=index_dir)
+    if not _is_loopback(host) and not os.environ.get("RAG_UI_PASSWORD") and not auth_configured(Path.cwd()):
+        click.echo(f"error: refusing to serve the UI on {host} without a password: anyone who can reach it could read "
+                   "your documents; set RAG_UI_PASSWORD or configure Streamlit authentication ([auth] in "
+                   ".streamlit/secrets.toml), or bind 127.0.0.1", err=True)
+        sys.exit(2)
     script = Path(__file__).with_name("ui.py")
     env = {**os.environ, "RAG_INDEX": str(settings.index_dir.resolve())}
     command = [
         sys.executable, "-m", "streamlit", "run", str(script),
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
         "--server.maxUploadSize", str(settings.max_upload_mb),
     ]

@@ -6,6 +6,9 @@ LANGUAGES = {"auto": "Auto / 自动", "en": "English", "zh": "中文"}
 _TEXTS: dict[str, tuple[str, str]] = {
     # page and tabs
     "title": ("Your documents", "我的文档"),
+    "log_in": ("Sign in", "登录"),
+    "password": ("Password", "密码"),
+    "wrong_password": ("Wrong password.", "密码错误。"),
     "chat": ("Chat", "对话"),
     "documents": ("Documents", "文档库"),
     "no_index": ("No knowledge base yet: add documents in the Documents tab.", "知识库还是空的：请在「文档库」页添加文档。"),

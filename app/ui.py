@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import chat_view, kb_view, resources
+from app.access import auth_configured, password_matches
 from app.i18n import LANGUAGES, Texts, pick_language
 from app.preferences import BACKENDS, Preferences
 from rag.config import ConfigError, Settings
@@ -57,6 +58,27 @@ def sidebar(prefs: Preferences, t: Texts) -> None:
         st.caption(t("settings_saved"))
 
 
+def signed_in(t: Texts) -> bool:
+    """Whether this session may see the documents: always on loopback without a password; else after
+    Streamlit's sign-in (when configured) or the shared ``RAG_UI_PASSWORD``."""
+    if auth_configured(Path.cwd()):
+        if st.user.is_logged_in:
+            return True
+        st.button(t("log_in"), on_click=st.login)
+        return False
+    password = os.environ.get("RAG_UI_PASSWORD")
+    if not password or st.session_state.get("signed-in"):
+        return True
+    with st.form("sign-in"):
+        given = st.text_input(t("password"), type="password")
+        if st.form_submit_button(t("log_in")):
+            if password_matches(given, password):
+                st.session_state["signed-in"] = True
+                st.rerun()
+            st.error(t("wrong_password"))
+    return False
+
+
 def main() -> None:
     st.set_page_config(page_title="rag · your documents", page_icon=":material/menu_book:", layout="wide")
     try:
@@ -66,6 +88,8 @@ def main() -> None:
         return
     prefs = current_preferences(settings.index_dir, settings)
     t = Texts(pick_language(prefs.language, st.context.locale))
+    if not signed_in(t):
+        return
     sidebar(prefs, t)
     st.title(t("title"))
     try:

@@ -249,3 +249,17 @@ def test_feedback_is_stored_beside_the_index_and_exported_as_eval_cases(own_inde
     assert (Path(case["source"]).name, case["page"], case["comment"]) == ("lumen-l2-guide.pdf", 2, "exactly right")
     app = app.feedback[0].set_value(0).run()  # changing one's mind replaces the vote
     assert FeedbackStore(own_index).cases() == [] and len(FeedbackStore(own_index).all()) == 1
+
+
+def test_a_password_guards_the_app_when_one_is_set(chat_index: Path, monkeypatch):
+    monkeypatch.setenv("RAG_UI_PASSWORD", "correct horse")
+    app = _open(chat_index, monkeypatch)
+    assert not app.exception and not app.tabs and not app.chat_input  # nothing of the documents before signing in
+    app.text_input[0].set_value("wrong")
+    app = app.button[0].click().run()
+    assert [e.value for e in app.error] == ["Wrong password."] and not app.tabs
+    app.text_input[0].set_value("correct horse")
+    app = app.button[0].click().run()
+    assert len(app.tabs) == 2 and app.chat_input
+    app = _ask(app, "How long does a full charge from the sun take?")
+    assert "10 hours" in _markdown(app)

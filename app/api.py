@@ -1,0 +1,417 @@
+"""``rag serve``: the knowledge base over HTTP, for the tools people already use.
+
+OpenAI-compatible ``/v1/models`` and ``/v1/chat/completions`` (streamed over SSE or not) answer from the
+documents with ``[n]`` markers and a Sources list, and carry structured ``citations``; native ``/api/*``
+endpoints return what ``rag search --json`` and ``rag ask --json`` print, and manage the documents. One
+:class:`KnowledgeBase` per process holds the retriever and the answer backend, and reopens the index when
+an ingest publishes a new generation.
+
+Example:
+    >>> app = create_app(KnowledgeBase(Settings.resolve({"index_dir": "rag-index"})), ApiKeys())
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterator, Literal
+
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api_keys import ApiKeys
+from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
+from rag.config import Settings
+from rag.embed import Embedder, EmbedderError, choose_embedder, load_embedder
+from rag.generate.base import GenerationError, Generator
+from rag.index import Index, IndexLockedError, IndexNotFoundError
+from rag.index.generations import live_generation
+from rag.pipeline import Answer, AnswerPipeline, Turn
+from rag.retrieve import Filters, Mode, Retriever
+from rag.retrieve.rerank import Reranker
+
+log = logging.getLogger("rag.serve")
+
+GeneratorFactory = Callable[[Settings, Retriever], Generator]
+
+
+def default_generator(settings: Settings, retriever: Retriever) -> Generator:
+    """The configured answer backend (``extractive``, ``hf:``, ``openai:``)."""
+    from rag.generate.factory import make_generator
+
+    return make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
+                          dense_weight=retriever.dense_weight_for)
+
+
+class KnowledgeBase:
+    """The index behind the server: its retriever (reopened when a new generation goes live), one
+    embedder and one answer backend for the whole process, and the backend's concurrency limit.
+
+    Example:
+        >>> kb = KnowledgeBase(Settings.resolve({"index_dir": "rag-index"}))
+        >>> kb.retriever().search("warranty", k=1).hits[0].page
+        3
+    """
+
+    def __init__(self, settings: Settings, generators: GeneratorFactory = default_generator,
+                 embedders: Callable[[str, int], Embedder] = load_embedder) -> None:
+        self.settings = settings
+        self.name = settings.index_dir.resolve().name
+        self._generators = generators
+        self._embedders = embedders
+        self._lock = threading.Lock()
+        self._loaded: dict[str, Embedder] = {}
+        self._retriever: Retriever | None = None
+        self._generation: Path | None = None
+        self._generator: Generator | None = None
+        self.generation_slots = threading.BoundedSemaphore(1 if settings.llm.startswith("hf:") else 16)
+        """One local model answers one question at a time; servers and extractive answers take more."""
+        self.stopped_streams = 0
+        """Streams whose client left before the answer was complete (their generation was stopped)."""
+
+    def embedder(self, name: str, batch_size: int = 32) -> Embedder:
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = self._embedders(name, batch_size)
+            return self._loaded[name]
+
+    def retriever(self) -> Retriever:
+        generation = live_generation(self.settings.index_dir)
+        if generation is None:
+            raise IndexNotFoundError(f"no index yet at {self.name}: upload documents (POST /api/documents) or run rag ingest")
+        if self._retriever is not None and generation == self._generation:
+            return self._retriever
+        index = Index(generation)
+        name = choose_embedder(self.settings.embed_model, index.embedder["name"], self.settings.index_dir)
+        embedder = self.embedder(name, self.settings.embed_batch_size)
+        with self._lock:
+            if generation != self._generation:  # the previous generation stays on disk for requests still reading it
+                reranker = self._retriever.reranker if self._retriever is not None else (
+                    Reranker(self.settings.reranker) if self.settings.reranker else None)
+                self._retriever, self._generation = Retriever(index, embedder, reranker=reranker), generation
+            assert self._retriever is not None
+            return self._retriever
+
+    def pipeline(self, mode: Mode = Mode.FUSION, k: int = 5) -> AnswerPipeline:
+        retriever = self.retriever()
+        with self._lock:
+            if self._generator is None:
+                self._generator = self._generators(self.settings, retriever)
+            generator = self._generator
+        return AnswerPipeline(retriever, generator, mode=mode, k=k)
+
+    def answer_stream(self, pipeline: AnswerPipeline, question: str, history: list[Turn],
+                      stop: threading.Event) -> Iterator[str | Answer]:
+        """The pipeline's stream, holding one of the backend's slots while it generates."""
+        with self.generation_slots:
+            yield from pipeline.stream(question, history, stop=stop)
+
+    def documents(self) -> list[dict[str, Any]]:
+        generation = live_generation(self.settings.index_dir)
+        if generation is None:
+            return []
+        index = Index(generation)
+        try:
+            return [{"id": document_id(f.path), "source": f.path, "name": Path(f.path).name, "pages": f.pages,
+                     "chunks": f.chunks, "status": f.status, "error": f.error or None,
+                     "uploaded": is_upload(Path(f.path), self.settings.index_dir)} for f in index.files()]
+        finally:
+            index.close()
+
+    def ingestor(self) -> Any:
+        from ingest.pipeline import Ingestor
+
+        return Ingestor(self.settings, embedders=self.embedder, progress=False, lock_wait=600.0)
+
+
+def document_id(path: str) -> str:
+    """A document's id in URLs: stable for its path, free of the path's characters."""
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
+
+
+# request bodies ---------------------------------------------------------------------------------
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1)
+    mode: Mode = Mode.HYBRID
+    k: int = Field(10, ge=1, le=1000)
+    paths: list[str] = []
+    languages: list[Literal["zh", "en"]] = []
+    pages: str | None = None
+    window: int = Field(0, ge=0, le=5)
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1)
+    history: list[tuple[str, str]] = []
+    mode: Mode = Mode.FUSION
+    k: int = Field(5, ge=1, le=50)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # OpenAI content parts: keep the text ones
+            return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """An OpenAI chat completion request; sampling settings are accepted and left to the backend's defaults."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+    def question_and_history(self) -> tuple[str, list[Turn]]:
+        """The last user message, and the earlier user/assistant exchanges (system messages are ignored)."""
+        turns = [(m.role, m.text()) for m in self.messages if m.role in ("user", "assistant")]
+        if not turns or turns[-1][0] != "user" or not turns[-1][1].strip():
+            raise HTTPException(400, "the last message must be a non-empty user message")
+        earlier = turns[:-1]
+        history: list[Turn] = [
+            (text, earlier[i + 1][1].split(SOURCES_HEADING)[0])  # our own earlier answers, without their sources
+            for i, (role, text) in enumerate(earlier[:-1]) if role == "user" and earlier[i + 1][0] == "assistant"
+        ]
+        return turns[-1][1], history
+
+
+# responses -----------------------------------------------------------------------------------------
+def citations_json(answer: Answer) -> list[dict[str, Any]]:
+    return [{"n": c.n, "source": c.source, "page": c.page, "quote": c.quote, "chunk_id": c.chunk_id} for c in answer.citations]
+
+
+SOURCES_HEADING = "\n\nSources:\n"
+
+
+def sources_block(answer: Answer) -> str:
+    """The Sources list that ends every answer's text: ``[n] file, p. N: "quote"``."""
+    if not answer.citations:
+        return ""
+    lines = [f'[{c.n}] {Path(c.source).name}, p. {c.page}: "{" ".join(c.quote.split())}"' for c in answer.citations]
+    return SOURCES_HEADING + "\n".join(lines)
+
+
+def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": " ".join(str(message).split()), "type": kind, "code": None}}
+
+
+class _BodyLimit:
+    """Refuse request bodies over the upload limit before reading them (Content-Length is required)."""
+
+    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+        self.app = app
+        self.limit = limit_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            problem = None
+            if length is None and headers.get(b"transfer-encoding"):
+                problem = (411, "send the request body with a Content-Length")
+            elif length is not None and (not length.isdigit() or int(length) > self.limit):
+                problem = (413, f"request body over the {self.limit // (1024 * 1024)} MB limit")
+            if problem is not None:
+                await JSONResponse(_error(problem[1]), status_code=problem[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None = None) -> FastAPI:
+    """The FastAPI application; every route needs a key when ``keys`` holds any."""
+
+    def require_key(request: Request) -> None:
+        if not keys:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not keys.accepts(token.strip()):
+            raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(title="rag: your documents over HTTP", version="1", dependencies=[Depends(require_key)],
+                  description="Answers from your own documents with citations. OpenAI-compatible chat under /v1, "
+                              "native search, answers and document management under /api.")
+    app.add_middleware(_BodyLimit, limit_bytes=(kb.settings.max_upload_mb + 1) * 1024 * 1024)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        return JSONResponse(_error(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return JSONResponse(_error(f"{where or 'request'}: {first.get('msg', 'invalid request')}"), status_code=400)
+
+    @app.exception_handler(IndexNotFoundError)
+    async def no_index(request: Request, exc: IndexNotFoundError) -> JSONResponse:
+        return JSONResponse(_error(str(exc), "index_not_found"), status_code=503)
+
+    @app.exception_handler(GenerationError)
+    async def backend_failed(request: Request, exc: GenerationError) -> JSONResponse:
+        return JSONResponse(_error(f"the answer backend failed: {exc}", "server_error"), status_code=502)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(_error(f"internal error ({type(exc).__name__})", "server_error"), status_code=500)
+
+    @app.get("/api/health", summary="Whether the server is up, and what it serves")
+    def health() -> dict[str, Any]:
+        generation = live_generation(kb.settings.index_dir)
+        return {"status": "ok", "knowledge_base": kb.name, "generation": generation.name if generation else None,
+                "llm": kb.settings.llm.split(":", 1)[0], "stopped_streams": kb.stopped_streams}
+
+    @app.get("/v1/models", summary="The knowledge bases, as OpenAI models")
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": kb.name, "object": "model", "created": 0, "owned_by": "rag"}]}
+
+    @app.post("/api/search", summary="Ranked passages: the `rag search --json` object")
+    async def search(body: SearchRequest) -> dict[str, Any]:
+        try:
+            filters = Filters.parse(tuple(body.paths), tuple(body.languages), body.pages)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+        def run() -> dict[str, Any]:
+            result = kb.retriever().search(body.query, mode=body.mode, k=body.k, filters=filters or None, window=body.window)
+            return result.to_json()
+
+        return await run_in_threadpool(run)
+
+    @app.post("/api/ask", summary="A cited answer: the `rag ask --json` object")
+    async def ask(body: AskRequest) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            answer = _final(kb.answer_stream(kb.pipeline(body.mode, body.k), body.question, list(body.history), threading.Event()))
+            return answer.to_json()
+
+        return await run_in_threadpool(run)
+
+    @app.post("/v1/chat/completions", summary="OpenAI chat completion answered from the documents")
+    async def chat(body: ChatRequest) -> Any:
+        question, history = body.question_and_history()
+        pipeline = await run_in_threadpool(kb.pipeline)
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.stream:
+            return StreamingResponse(_sse(kb, pipeline, question, history, completion_id, created),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        answer = await run_in_threadpool(lambda: _final(kb.answer_stream(pipeline, question, history, threading.Event())))
+        return {"id": completion_id, "object": "chat.completion", "created": created, "model": kb.name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text + sources_block(answer)},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "citations": citations_json(answer), "refused": answer.refused}
+
+    @app.get("/api/documents", summary="The indexed documents")
+    async def documents() -> dict[str, Any]:
+        return {"documents": await run_in_threadpool(kb.documents)}
+
+    @app.post("/api/documents", summary="Upload files and ingest them (the UI's upload rules)")
+    async def upload(files: list[UploadFile] = File(...)) -> dict[str, Any]:
+        limit = kb.settings.max_upload_mb
+        saved, rejected = [], []
+        for file in files:
+            data = await file.read(limit * 1024 * 1024 + 1)
+            try:
+                saved.append(save_upload(file.filename or "upload", data, kb.settings.index_dir / UPLOADS, limit))
+            except UploadRejected as exc:
+                rejected.append({"name": file.filename, "reason": str(exc)})
+        report = await run_in_threadpool(lambda: kb.ingestor().run(saved).summary()) if saved else None
+        return {"saved": [p.name for p in saved], "rejected": rejected, "ingest": report}
+
+    @app.delete("/api/documents/{doc_id}", summary="Remove a document from the index (and an uploaded file from disk)")
+    async def delete(doc_id: str) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            matches = [d["source"] for d in kb.documents() if d["id"] == doc_id]
+            if not matches:
+                raise HTTPException(404, f"no document with id {doc_id}")
+            report = kb.ingestor().remove(matches)
+            for path in matches:
+                if is_upload(Path(path), kb.settings.index_dir):
+                    Path(path).unlink(missing_ok=True)
+            return {"removed": report.removed, "generation": report.generation}
+
+        try:
+            return await run_in_threadpool(run)
+        except (IndexLockedError, EmbedderError) as exc:
+            raise HTTPException(409, str(exc)) from exc
+
+    return app
+
+
+def _final(stream: Iterator[str | Answer]) -> Answer:
+    answer = None
+    for item in stream:
+        if isinstance(item, Answer):
+            answer = item
+    assert answer is not None
+    return answer
+
+
+async def _sse(kb: KnowledgeBase, pipeline: AnswerPipeline, question: str, history: list[Turn], completion_id: str,
+               created: int) -> AsyncIterator[str]:
+    """The answer as OpenAI chat.completion.chunk events. Generation runs in a worker thread; when the
+    client goes away, the response is cancelled here and the stop signal ends the generation."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in kb.answer_stream(pipeline, question, history, stop):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+        except Exception as exc:  # reported to the client as an error event
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, done)
+
+    def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": kb.name,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+    worker = threading.Thread(target=produce, name="rag-answer", daemon=True)
+    worker.start()
+    finished = False
+    try:
+        yield event({"role": "assistant", "content": ""})
+        while True:
+            item = await queue.get()
+            if item is done:
+                break
+            if isinstance(item, Answer):
+                yield event({"content": sources_block(item)})
+                yield event({}, "stop", citations=citations_json(item), refused=item.refused)
+            elif isinstance(item, Exception):
+                message = f"the answer backend failed: {item}" if isinstance(item, GenerationError) else \
+                    f"internal error ({type(item).__name__})"
+                yield f"data: {json.dumps(_error(message, 'server_error'), ensure_ascii=False)}\n\n"
+            else:
+                yield event({"content": item})
+        finished = True
+        yield "data: [DONE]\n\n"
+    finally:
+        if not finished:
+            stop.set()
+            kb.stopped_streams += 1
