@@ -353,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(results["query"][str(size)]), flush=True)
     by_set = {f"{REAL_PASSAGES} real passages": real_set_recall(real, query_vectors)}
     by_set.update({f"{int(size):,} chunks": q["recall_at_10"] for size, q in results["query"].items() if q["dense_index"] != "flat"})
-    results["ann"] = {"index": f"HNSW (M {HNSW_M}, efConstruction {HNSW_EF_CONSTRUCTION}, efSearch {HNSW_EF_SEARCH}) "
+    breadth = ", ".join(f"{ef} from {size:,}" for size, ef in HNSW_EF_SEARCH.items())
+    results["ann"] = {"index": f"HNSW (M {HNSW_M}, efConstruction {HNSW_EF_CONSTRUCTION}, efSearch {breadth} vectors) "
                                f"from {ANN_THRESHOLD:,} chunks, exact below", "recall_at_10": min(by_set.values()), "by_set": by_set}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")

@@ -25,12 +25,19 @@ def _openmp_threads(n: int) -> Iterator[None]:
 ANN_THRESHOLD = 50_000
 """From this many vectors on, searches without a filter go through an HNSW graph (exact search costs
 about 12 ms at 100k and 100 ms at 1M on 2 cores; HNSW a few ms)."""
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 64, 512
-"""Graph degree, build and search breadth. On real e5 vectors of ../shared/eval, efSearch 64 gives
-recall@10 0.97 against exact search and 128 gives 0.99; on the bench's million noisy copies of them,
-efSearch 128 / 256 / 384 / 512 / 768 gave 0.869 / 0.937 / 0.959 / 0.971 / 0.982 at 0.5 / 0.8 / 1.2 /
-1.7 / 2.4 ms a query, so 512 keeps 0.95 with a margin for 1.7 ms (bench/__main__.py measures it on
-each run)."""
+HNSW_M, HNSW_EF_CONSTRUCTION = 32, 64
+"""Graph degree and build breadth."""
+HNSW_EF_SEARCH = {0: 128, 200_000: 512}
+"""Search breadth by graph size (vectors: efSearch): a larger graph needs a wider search for the same
+recall. On real e5 vectors of ../shared/eval, efSearch 64 gives recall@10 0.97 against exact search and
+128 gives 0.99; on the bench's noisy copies of them 128 gives 0.964 at 100,000, and at a million
+128 / 256 / 384 / 512 / 768 gave 0.869 / 0.937 / 0.959 / 0.971 / 0.982 for 0.5 / 0.8 / 1.2 / 1.7 /
+2.4 ms a query (bench/__main__.py measures recall on each run)."""
+
+
+def ef_search(vectors: int) -> int:
+    """The search breadth for a graph of this many vectors (see :data:`HNSW_EF_SEARCH`)."""
+    return max(ef for size, ef in HNSW_EF_SEARCH.items() if vectors >= size)
 REBUILD_SHARE = 0.2
 """The graph cannot drop vectors: removed ids are skipped at search time until they are this share of
 it, and then it is rebuilt from the exact index."""
@@ -93,7 +100,7 @@ class DenseIndex:
         if self._ann is None:
             return {"type": "flat", "exact": True, "ann_threshold": self.threshold}
         return {"type": "hnsw", "exact": False, "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION,
-                "ef_search": HNSW_EF_SEARCH, "ann_threshold": self.threshold, "removed_pending": int(len(self._removed)),
+                "ef_search": ef_search(len(self)), "ann_threshold": self.threshold, "removed_pending": int(len(self._removed)),
                 "rebuild_share": REBUILD_SHARE, "filtered_searches": "exact"}
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -149,7 +156,7 @@ class DenseIndex:
             params = faiss.SearchParameters(sel=selectors[-1])
         elif self._ann is not None and not exact:
             index = self._ann
-            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k))
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search(int(self._ann.ntotal)), k))
             if len(self._removed):
                 selectors += [faiss.IDSelectorBatch(self._removed)]
                 selectors.append(faiss.IDSelectorNot(selectors[0]))

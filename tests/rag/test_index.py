@@ -223,3 +223,10 @@ def test_the_manifest_records_the_dense_index_type(tmp_path: Path, monkeypatch):
     index = Index.open(tmp_path / "index")
     assert index.manifest["dense_index"]["type"] == "hnsw" and index.manifest["dense_index"]["M"] == 32
     assert index.search_dense(vectors[7], 1)[0][0] == 7
+    assert index.manifest["dense_index"]["ef_search"] == 128
+
+
+def test_larger_graphs_search_wider():
+    from rag.index.dense import ef_search
+
+    assert [ef_search(n) for n in (50_000, 199_999, 200_000, 1_000_000)] == [128, 128, 512, 512]
