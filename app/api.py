@@ -118,16 +118,12 @@ class KnowledgeBase:
             yield from pipeline.stream(question, history, stop=stop)
 
     def documents(self) -> list[dict[str, Any]]:
-        generation = live_generation(self.settings.index_dir)
-        if generation is None:
+        """The live generation's files (read through the retriever's open index: no second copy in memory)."""
+        if live_generation(self.settings.index_dir) is None:
             return []
-        index = Index(generation)
-        try:
-            return [{"id": document_id(f.path), "source": f.path, "name": Path(f.path).name, "pages": f.pages,
-                     "chunks": f.chunks, "status": f.status, "error": f.error or None,
-                     "uploaded": is_upload(Path(f.path), self.settings.index_dir)} for f in index.files()]
-        finally:
-            index.close()
+        return [{"id": document_id(f.path), "source": f.path, "name": Path(f.path).name, "pages": f.pages,
+                 "chunks": f.chunks, "status": f.status, "error": f.error or None,
+                 "uploaded": is_upload(Path(f.path), self.settings.index_dir)} for f in self.retriever().index.files()]
 
     def ingestor(self) -> Any:
         from ingest.pipeline import Ingestor
