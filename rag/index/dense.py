@@ -32,7 +32,7 @@ HNSW_EF_SEARCH = {0: 128, 200_000: 512}
 recall. On real e5 vectors of ../shared/eval, efSearch 64 gives recall@10 0.97 against exact search and
 128 gives 0.99; on the bench's noisy copies of them 128 gives 0.964 at 100,000, and at a million
 128 / 256 / 384 / 512 / 768 gave 0.869 / 0.937 / 0.959 / 0.971 / 0.982 for 0.5 / 0.8 / 1.2 / 1.7 /
-2.4 ms a query (bench/__main__.py measures recall on each run)."""
+2.4 ms a query (bench/ann_sweep.py sweeps it; bench/__main__.py measures recall on each run)."""
 
 
 def ef_search(vectors: int) -> int:
