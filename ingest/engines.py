@@ -26,7 +26,7 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
@@ -128,11 +128,11 @@ class LocalEngine(Engine):
         jobs = iter(jobs)
         first = list(islice(jobs, POOL_MIN_FILES))
         if self.processes == 1 or len(first) < POOL_MIN_FILES:
-            for context, job in (*first, *jobs):
+            for context, job in chain(first, jobs):
                 yield context, parse_file(job, chunker)
             return
         window: deque[tuple[T, ParseJob, Future[Parsed] | None]] = deque()
-        for context, job in (*first, *jobs):
+        for context, job in chain(first, jobs):
             window.append((context, job, self._submit(job, chunker)))
             if len(window) >= 2 * self.processes:  # keep every worker busy, and no more files in memory than that
                 yield self._result(*window.popleft(), chunker)

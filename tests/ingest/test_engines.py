@@ -57,6 +57,26 @@ def test_a_few_files_are_parsed_without_starting_workers(tmp_path: Path):
         assert engine._pool is None
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_files_are_read_as_they_are_parsed_not_all_first(tmp_path: Path, processes: int):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for n in range(20):
+        (folder / f"note-{n:02d}.md").write_text(f"Note {n}: the valve closes at {n} bar.", encoding="utf-8")
+    pulled = []
+
+    def jobs():
+        for name, job in _jobs(folder):
+            pulled.append(name)
+            yield name, job
+
+    with LocalEngine(processes=processes) as engine:
+        results = engine.parse(jobs(), Chunker())
+        next(results)
+        assert len(pulled) <= max(4, 2 * engine.processes)  # a bounded window of files in memory, not the corpus
+        assert len(list(results)) == 19
+
+
 @needs_cores
 def test_files_in_killed_workers_are_parsed_here_and_none_is_lost(tmp_path: Path):
     folder = _mixed_folder(tmp_path)
