@@ -37,7 +37,7 @@ from rag.embed import Embedder, EmbedderError, choose_embedder, load_embedder
 from rag.generate.base import GenerationError, Generator
 from rag.index import Index, IndexLockedError, IndexNotFoundError
 from rag.index.generations import live_generation
-from rag.pipeline import Answer, AnswerPipeline, Turn
+from rag.pipeline import Answer, AnswerPipeline, Turn, final_answer
 from rag.retrieve import Filters, Mode, Retriever
 from rag.retrieve.rerank import Reranker
 
@@ -116,6 +116,10 @@ class KnowledgeBase:
         """The pipeline's stream, holding one of the backend's slots while it generates."""
         with self.generation_slots:
             yield from pipeline.stream(question, history, stop=stop)
+
+    def answer(self, pipeline: AnswerPipeline, question: str, history: list[Turn]) -> Answer:
+        """The whole answer, generated under one of the backend's slots."""
+        return final_answer(self.answer_stream(pipeline, question, history, threading.Event()))
 
     def documents(self) -> list[dict[str, Any]]:
         """The live generation's files (read through the retriever's open index: no second copy in memory)."""
@@ -298,8 +302,7 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
     @app.post("/api/ask", summary="A cited answer: the `rag ask --json` object")
     async def ask(body: AskRequest) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            answer = _final(kb.answer_stream(kb.pipeline(body.mode, body.k), body.question, list(body.history), threading.Event()))
-            return answer.to_json()
+            return kb.answer(kb.pipeline(body.mode, body.k), body.question, list(body.history)).to_json()
 
         return await run_in_threadpool(run)
 
@@ -311,7 +314,7 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
         if body.stream:
             return StreamingResponse(_sse(kb, pipeline, question, history, completion_id, created),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        answer = await run_in_threadpool(lambda: _final(kb.answer_stream(pipeline, question, history, threading.Event())))
+        answer = await run_in_threadpool(kb.answer, pipeline, question, history)
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": kb.name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text + sources_block(answer)},
                              "finish_reason": "stop"}],
@@ -353,15 +356,6 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
             raise HTTPException(409, str(exc)) from exc
 
     return app
-
-
-def _final(stream: Iterator[str | Answer]) -> Answer:
-    answer = None
-    for item in stream:
-        if isinstance(item, Answer):
-            answer = item
-    assert answer is not None
-    return answer
 
 
 async def _sse(kb: KnowledgeBase, pipeline: AnswerPipeline, question: str, history: list[Turn], completion_id: str,

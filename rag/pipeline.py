@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -221,12 +221,7 @@ class AnswerPipeline:
         yield Answer(question, text, [], False, True, passages, _ms(started), standalone, evidence, retrieval=retrieval)
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        final = None
-        for item in self.stream(question, history):
-            if isinstance(item, Answer):
-                final = item
-        assert final is not None
-        return final
+        return final_answer(self.stream(question, history))
 
     def _citations(self, check: CitationCheck, passages: Sequence[Passage]) -> list[Citation]:
         """Each cited passage once, quoting its sentence closest to the first answer sentence citing it."""
@@ -287,6 +282,16 @@ def generate_reply(generator: Generator, tokenizer: BM25Tokenizer, request: Gene
     header, body = split_header(raw)
     check = check_citations(body, {p.n: p.text for p in request.passages}, tokenizer)
     yield Reply(f"{header}\n{check.text}" if header else check.text, header, check)
+
+
+def final_answer(stream: Iterable[str | Answer]) -> Answer:
+    """The :class:`Answer` that ends a :meth:`AnswerPipeline.stream`, once the text before it is consumed."""
+    final = None
+    for item in stream:
+        if isinstance(item, Answer):
+            final = item
+    assert final is not None
+    return final
 
 
 def combined_evidence(lexical: np.ndarray, semantic: np.ndarray, rule: Abstention) -> np.ndarray:
