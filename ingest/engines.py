@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import socket
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -189,6 +190,8 @@ class RayEngine(Engine):
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
+            if address and address != "auto":
+                _check_reachable(address)
             ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                      log_to_driver=False, logging_level="warning", configure_logging=True)
         from ray.data import DataContext
@@ -241,6 +244,17 @@ class RayEngine(Engine):
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, with the address in the message, when nothing listens there: Ray itself retries for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except ValueError as exc:
+        raise ConnectionError(f"{address!r} is not HOST:PORT") from exc
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address} ({exc.strerror or type(exc).__name__})") from exc
 
 
 def _parse_row(row: dict[str, Any], chunker: Chunker) -> dict[str, Any]:

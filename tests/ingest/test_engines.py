@@ -131,3 +131,13 @@ def test_address_without_the_ray_engine_is_a_usage_error(tmp_path: Path):
     done = subprocess.run([sys.executable, "-m", "app.cli", "ingest", str(tmp_path), "--index", str(tmp_path / "i"),
                            "--address", "auto"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 2 and "--engine ray" in done.stderr
+
+
+@pytest.mark.parametrize("address, reason", [("127.0.0.1:1", "nothing answers at 127.0.0.1:1"), ("nonsense", "is not HOST:PORT")])
+def test_an_unreachable_ray_cluster_is_one_line_at_once(tmp_path: Path, address: str, reason: str):
+    pytest.importorskip("ray")
+    (tmp_path / "a.md").write_text("A note.", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "app.cli", "ingest", str(tmp_path), "--index", str(tmp_path / "i"),
+                           "--engine", "ray", "--address", address], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 1 and reason in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "i").exists() or not any((tmp_path / "i").glob("gen-*"))
