@@ -7,7 +7,7 @@ TORCH_INSTALL ?= torch==2.13.0
 INDEX ?= rag-index
 PORT ?= 8501
 
-.PHONY: install test run demo-docs bench clean
+.PHONY: install test lint soak run demo-docs bench clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,15 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest
+
+# ruff (pyflakes, import order, bugbear, pyupgrade) and mypy; .ci/run runs it before the tests.
+lint: install
+	$(BIN)/ruff check rag ingest eval app bench tests
+	$(BIN)/mypy rag ingest eval app
+
+# The long reliability trials (kill -9 during ingest, hostile files at full size); prints its counts.
+soak: install
+	$(BIN)/python -m pytest tests/reliability -m soak -s
 
 # Ingest and query benchmarks against LangChain baselines: bench/results.json and bench/RESULTS.md.
 bench: install
