@@ -101,13 +101,17 @@ def test_the_image_installs_with_the_makefile(name: str, wheels: str):
     assert spec.split()[0] == _makefile_torch(), "the same torch version as the Makefile"
     assert f"--index-url https://download.pytorch.org{wheels}" in spec
     if wheels == "/whl/cu":  # the wheel's CUDA release is the base image's
-        cuda = re.match(r"nvidia/cuda:(\d+)\.(\d+)", arguments(name, "FROM")[0])
-        assert cuda and spec.endswith(f"/whl/cu{cuda.group(1)}{cuda.group(2)}"), (spec, arguments(name, "FROM"))
+        cuda = re.match(r"nvidia/cuda:(\d+)\.(\d+)", base_image(name))
+        assert cuda and spec.endswith(f"/whl/cu{cuda.group(1)}{cuda.group(2)}"), (spec, base_image(name))
 
 
 def build_args(name: str) -> dict[str, str]:
     """The ARG defaults of a Dockerfile."""
     return dict(arg.partition("=")[::2] for arg in arguments(name, "ARG"))
+
+
+def base_image(name: str) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: build_args(name)[m.group(1)], arguments(name, "FROM")[0])
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
@@ -137,7 +141,7 @@ def test_the_image_runs_offline_as_a_user_on_python_311(name: str):
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the app must not run as root"
     envs = " ".join(arguments(name, "ENV"))
     assert re.search(r"\bHF_HUB_OFFLINE=1\b", envs)
-    base = arguments(name, "FROM")[0]
+    base = base_image(name)
     text = (DOCKER / name).read_text(encoding="utf-8")
     if name.endswith(".gpu"):
         assert re.match(r"nvidia/cuda:\d+\.\d+(\.\d+)?-runtime-ubuntu", base), base
@@ -222,6 +226,7 @@ def test_compose_has_the_three_services_and_two_named_volumes():
     config = compose()
     assert set(config["services"]) == {"ui", "api", "vllm"}
     assert set(config["volumes"]) == {"indexes", "models"}
+    assert config["volumes"]["models"].get("external") is True, "`docker compose down -v` must never delete the models"
     ui, api, vllm = (config["services"][s] for s in ("ui", "api", "vllm"))
     for service in (ui, api):
         assert service["build"]["dockerfile"] in (f"docker/{name}" for name in DOCKERFILES)
