@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
     if address and engine != "ray":
         raise click.UsageError("--address is for the Ray engine: add --engine ray")
     try:
-        runner = make_engine(engine, settings.parse_processes, address)
+        runner = make_engine(engine, settings, address)
     except ImportError:
         fatal("the Ray engine needs Ray: pip install 'rag-private-docs[ray]' (or pip install 'ray[data]')")
     except (ConnectionError, RuntimeError) as exc:
@@ -356,7 +357,19 @@ def serve(ctx: click.Context, index_dir: Path | None, host: str, port: int, keys
     app = create_app(KnowledgeBase(settings), keys, list(cors_origins))
     click.echo(f"serving {settings.index_dir} on http://{host}:{port} (API docs at /docs; "
                f"{'API keys required' if keys else 'no API keys: loopback only'})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)  # sets up logging
+    logging.getLogger("uvicorn.access").addFilter(_WithoutQueryString())
+    uvicorn.Server(config).run()
+
+
+class _WithoutQueryString(logging.Filter):
+    """Uvicorn's access log with paths only: a client that sends its API key in the URL must not get it logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, version, status = record.args
+            record.args = (client, method, str(path).split("?", 1)[0], version, status)
+        return True
 
 
 @main.command(epilog="Example:  rag ui --index ./rag-index --port 8501")

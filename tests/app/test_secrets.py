@@ -148,8 +148,6 @@ def test_keys_are_never_in_the_server_log_or_the_ingest_output(trail: Trail):
         assert not _where(key, trail.ingest_output), "rag ingest printed an API key"
 
 
-@pytest.mark.xfail(strict=True, reason="uvicorn's access log prints the query string: rag serve must drop it "
-                                       "(app/cli.py, see tests/app/test_secrets.py)")
 def test_a_key_sent_in_the_url_is_not_logged(trail: Trail):
     assert not _where(KEY, trail.server_output), f"a key sent in the URL was logged: {_where(KEY, trail.server_output)}"
 
