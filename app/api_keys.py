@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 _HASH_LINE = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 
@@ -35,7 +35,7 @@ class ApiKeys:
     hashes: tuple[bytes, ...] = ()
 
     @classmethod
-    def load(cls, env: Mapping[str, str], keys_file: Path | None = None) -> "ApiKeys":
+    def load(cls, env: Mapping[str, str], keys_file: Path | None = None) -> ApiKeys:
         """Keys from ``RAG_API_KEYS`` and from ``keys_file`` (or ``RAG_API_KEYS_FILE``): one hash per
         line, as ``printf %s "$KEY" | sha256sum`` prints it (``sha256:`` prefix optional, ``#`` comments)."""
         hashes = [key_hash(k.strip()) for k in env.get("RAG_API_KEYS", "").split(",") if k.strip()]

@@ -47,8 +47,7 @@ def finetune() -> None:
 def data(ctx: click.Context, index_dir: Path | None, out: Path, questions_file: Path | None, llm: str | None, n: int,
          distractors: int, no_oracle_share: float, validation_share: float, seed: int) -> None:
     """Build RAFT training examples from your index: a question, its passage among distractors, a cited answer."""
-    from rag.finetune.examples import (DataError, RaftBuilder, pseudo_questions, user_questions, write_examples,
-                                       written_questions)
+    from rag.finetune.examples import DataError, RaftBuilder, pseudo_questions, user_questions, write_examples, written_questions
     from rag.generate.base import GenerationError
     from rag.generate.factory import make_generator
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import streamlit as st
 
@@ -11,7 +11,7 @@ from app import resources
 from app.i18n import Texts
 from app.safe_markdown import escape, one_line
 from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
-from ingest.pipeline import UNKNOWN_TOKEN_WARNING, IngestReport, Ingestor, ProgressCallback
+from ingest.pipeline import UNKNOWN_TOKEN_WARNING, Ingestor, IngestReport, ProgressCallback
 from rag.config import Settings
 from rag.feedback import FeedbackStore, to_jsonl
 from rag.index import Index

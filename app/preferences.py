@@ -36,7 +36,7 @@ class Preferences:
     server_model: str = ""
 
     @classmethod
-    def defaults(cls, settings: Settings) -> "Preferences":
+    def defaults(cls, settings: Settings) -> Preferences:
         kind, _, rest = settings.llm.partition(":")
         prefs = cls(reranker=settings.reranker or "", adapter=settings.adapter or "")
         if kind == "hf":
@@ -47,7 +47,7 @@ class Preferences:
         return prefs
 
     @classmethod
-    def load(cls, index_dir: Path, settings: Settings) -> "Preferences":
+    def load(cls, index_dir: Path, settings: Settings) -> Preferences:
         """The saved choices for this index over the configured defaults; an unreadable file is ignored."""
         prefs = cls.defaults(settings)
         try:
@@ -58,7 +58,7 @@ class Preferences:
         usable = {k: v for k, v in saved.items() if k in known and isinstance(v, type(getattr(prefs, k)))}
         return replace(prefs, **usable).validated()
 
-    def validated(self) -> "Preferences":
+    def validated(self) -> Preferences:
         """Out-of-range values replaced by defaults (a hand-edited file must not break the UI)."""
         prefs = self
         if prefs.mode not in (Mode.HYBRID.value, Mode.DENSE.value, Mode.BM25.value):

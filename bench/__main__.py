@@ -29,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ CHARS_PER_TOKEN = 4
 def machine() -> dict[str, Any]:
     import torch
 
-    return {"cores": os.cpu_count(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"cores": os.cpu_count(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 

@@ -20,7 +20,6 @@ from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.embed import choose_embedder
 
-
 EVAL_CHUNK_SIZE = 512
 EVAL_CHUNK_OVERLAP = 64
 """Benchmark passages are already passage-sized: about one chunk each, as published baselines embed them."""

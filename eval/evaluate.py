@@ -8,9 +8,10 @@ Example:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from eval.beir import Dataset, load_beir
 from eval.corpus_index import build_index, evaluation_settings

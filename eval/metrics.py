@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 def dcg(grades: Sequence[float]) -> float:

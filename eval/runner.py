@@ -7,8 +7,8 @@ Example:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from eval.beir import Dataset
 from eval.metrics import average_precision, hit_rate_at_k, mrr_at_k, ndcg_at_k, percentile, precision_at_k, recall_at_k

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,6 @@ from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, not_fou
 from rag.retrieve import Mode, RetrievalResult, Retriever
 from rag.retrieve.variants import KeywordExtractor
 from rag.text import BM25Tokenizer, language_of
-
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ SENTENCES = [
 ]
 
 
-def train_wordpiece(folder: Path) -> "object":
+def train_wordpiece(folder: Path) -> object:
     """A BERT-style fast tokenizer trained on ``SENTENCES`` and saved in ``folder``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertTokenizerFast

@@ -10,9 +10,10 @@ Vectors match the engine's to a cosine of 0.999 (tests/rag/test_embed.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cached_property
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class BundledE5Embedder(Embedder):
         return str.maketrans(self.weights.normalisation)
 
     @cached_property
-    def tokenizer(self) -> "Tokenizer":
+    def tokenizer(self) -> Tokenizer:
         from tokenizers import Tokenizer, models, pre_tokenizers
 
         w = self.weights
@@ -76,7 +77,7 @@ class BundledE5Embedder(Embedder):
         return tokenizer
 
     @cached_property
-    def model(self) -> "BertModel":
+    def model(self) -> BertModel:
         import torch
         from transformers import BertConfig, BertModel
 

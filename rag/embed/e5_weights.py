@@ -78,7 +78,7 @@ class E5Weights:
         self._tensors = self._directory()
 
     @classmethod
-    def open(cls) -> "E5Weights":
+    def open(cls) -> E5Weights:
         return cls(bundled_weights_path())
 
     def _read(self, fmt: str) -> tuple:

@@ -18,8 +18,9 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rag.finetune.examples import DataError, read_examples
 from rag.finetune.model import check_causal_lm, load_tokenizer

@@ -17,9 +17,10 @@ import json
 import os
 import random
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from eval.synthetic import PSEUDO_LABEL, synthetic_cases
 from rag.generate.base import Generator

@@ -11,9 +11,10 @@ import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rag.generate.hf import FALLBACK_TEMPLATE
 

@@ -16,9 +16,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rag.finetune.examples import DataError, read_examples
 from rag.finetune.model import ModelError, check_causal_lm, folder_hash, load_base, load_tokenizer, published

@@ -8,8 +8,8 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from rag.text import BM25Tokenizer
 

@@ -1,7 +1,7 @@
 """Making the configured backend from its spec: ``extractive``, ``hf:MODEL_DIR`` or ``openai:BASE_URL#MODEL``."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rag.embed import Embedder
 from rag.generate.base import GenerationError, Generator

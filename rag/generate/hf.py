@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 from rag.generate.base import GenerationError, GenerationRequest
 
@@ -36,7 +37,7 @@ class HuggingFaceGenerator:
 
     @classmethod
     def load(cls, model_dir: str, adapter: str | None = None, quantization: str | None = None,
-             merge_adapter: bool = False) -> "HuggingFaceGenerator":
+             merge_adapter: bool = False) -> HuggingFaceGenerator:
         """Load once per process: the same arguments return the same loaded model."""
         return _load(model_dir, adapter, quantization, merge_adapter)
 

@@ -2,9 +2,9 @@
 :data:`ANN_THRESHOLD` vectors, with an HNSW graph beside the exact index above it."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import faiss
 import numpy as np
@@ -64,7 +64,7 @@ class DenseIndex:
         self.threshold = ANN_THRESHOLD if threshold is None else threshold
 
     @classmethod
-    def create(cls, dimension: int, threshold: int | None = None) -> "DenseIndex":
+    def create(cls, dimension: int, threshold: int | None = None) -> DenseIndex:
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dimension)), threshold=threshold)
 
     @staticmethod
@@ -72,7 +72,7 @@ class DenseIndex:
         return path.with_name(path.stem + "-hnsw.faiss"), path.with_name(path.stem + "-hnsw-removed.npy")
 
     @classmethod
-    def load(cls, path: Path) -> "DenseIndex":
+    def load(cls, path: Path) -> DenseIndex:
         graph, removed = cls._companions(path)
         ann = faiss.read_index(str(graph)) if graph.exists() else None
         return cls(faiss.read_index(str(path)), ann, np.load(removed) if ann is not None and removed.exists() else None)

@@ -34,7 +34,7 @@ class Index:
             raise IndexNotFoundError(f"{generation}: cannot open the index ({exc})") from exc
 
     @classmethod
-    def open(cls, index_dir: Path) -> "Index":
+    def open(cls, index_dir: Path) -> Index:
         generation = live_generation(index_dir)
         if generation is None:
             raise IndexNotFoundError(f"{index_dir}: no index here yet; run `rag ingest FOLDER --index {index_dir}` first")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import bm25s
 import numpy as np
@@ -45,7 +45,7 @@ class SparseIndex:
         """Tokens in each chunk, in chunk-id order."""
 
     @classmethod
-    def build(cls, ids: Sequence[int], tokens: Sequence[list[str]]) -> "SparseIndex":
+    def build(cls, ids: Sequence[int], tokens: Sequence[list[str]]) -> SparseIndex:
         """The index of these chunks (``ids`` ascending, as the store lists them)."""
         return cls(None, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int32)).updated([], zip(ids, tokens))
 
@@ -53,7 +53,7 @@ class SparseIndex:
     def updatable(self) -> bool:
         return self._tf is not None and self._lengths is not None
 
-    def updated(self, removed: Iterable[int], added: Iterable[tuple[int, Sequence[str]]]) -> "SparseIndex":
+    def updated(self, removed: Iterable[int], added: Iterable[tuple[int, Sequence[str]]]) -> SparseIndex:
         """A new index without the ``removed`` chunk ids and with ``added`` ``(id, tokens)``, whose ids are
         all above the kept ones; scores equal a rebuild's. Costs one numpy pass over the index's entries."""
         if not self.updatable:
@@ -111,7 +111,7 @@ class SparseIndex:
         return SparseIndex(engine, ids, merged_tf, lengths)
 
     @classmethod
-    def load(cls, directory: Path, mmap: bool = True) -> "SparseIndex":
+    def load(cls, directory: Path, mmap: bool = True) -> SparseIndex:
         ids = np.load(directory / _IDS, mmap_mode="r" if mmap else None)
         extra = [np.load(directory / name, mmap_mode="r" if mmap else None) if (directory / name).exists() else None
                  for name in (_TF, _LENGTHS)]

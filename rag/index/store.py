@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class ChunkStore:
         self._db = connection
 
     @classmethod
-    def create(cls, path: Path) -> "ChunkStore":
+    def create(cls, path: Path) -> ChunkStore:
         """Open (creating if needed) a writable staging store."""
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA journal_mode=DELETE")
@@ -121,7 +121,7 @@ class ChunkStore:
             db.close()
 
     @classmethod
-    def open_readonly(cls, path: Path) -> "ChunkStore":
+    def open_readonly(cls, path: Path) -> ChunkStore:
         """Open a published generation's store; it never changes, so SQLite skips locking."""
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -220,7 +220,7 @@ class ChunkStore:
         """``(id, path, page, language)`` of every chunk."""
         yield from self._db.execute("SELECT id, path, page, lang FROM chunks ORDER BY id")
 
-    def neighbours(self, chunk: "ChunkRow", window: int) -> list["ChunkRow"]:
+    def neighbours(self, chunk: ChunkRow, window: int) -> list[ChunkRow]:
         """The chunk and up to ``window`` chunks either side of it in the same file, in order."""
         return self._rows("WHERE path = ? AND id BETWEEN ? AND ? ORDER BY id", (chunk.path, chunk.id - window, chunk.id + window))
 

@@ -26,7 +26,7 @@ class Filters:
 
     @classmethod
     def parse(cls, paths: list[str] | tuple[str, ...] = (), languages: list[str] | tuple[str, ...] = (),
-              pages: str | None = None) -> "Filters":
+              pages: str | None = None) -> Filters:
         """Build from user input; raises ``ValueError`` with the reason for a bad language or page range."""
         unknown = [lang for lang in languages if lang not in LANGUAGES]
         if unknown:

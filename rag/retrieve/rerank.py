@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -27,7 +28,7 @@ class Reranker:
         self._device = device
 
     @cached_property
-    def model(self) -> "CrossEncoder":
+    def model(self) -> CrossEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import CrossEncoder
 

@@ -29,7 +29,6 @@ from rag.retrieve.rerank import Reranker
 from rag.retrieve.variants import KeywordExtractor, QueryVariant, Rewriter, rm3_expansion, rocchio, term_weights
 from rag.text import BM25Tokenizer, language_of
 
-
 MIXED_SHARE = 0.1
 """Dense scores are corrected for the embedder's language bias only when each language holds this share
 of the knowledge base's chunks."""
@@ -84,7 +83,7 @@ class RetrieverConfig:
     """Chunks whose BM25 token sets overlap this much (Jaccard) with a better one are dropped."""
 
     @classmethod
-    def for_embedder(cls, name: str) -> "RetrieverConfig":
+    def for_embedder(cls, name: str) -> RetrieverConfig:
         """The settings tuned for this embedder, or the defaults."""
         return TUNED.get(name, cls())
 
@@ -201,7 +200,7 @@ class Retriever:
 
     @classmethod
     def open(cls, index_dir: Path, settings: Settings, config: RetrieverConfig | None = None,
-             rewriter: Rewriter | None = None, dedup: bool = True) -> "Retriever":
+             rewriter: Rewriter | None = None, dedup: bool = True) -> Retriever:
         """The retriever for an index, with the embedder it was built with, its tuned settings (unless
         ``config`` is given) and the configured reranker; ``dedup=False`` keeps near-duplicates (for
         evaluations, where each corpus entry is judged on its own)."""

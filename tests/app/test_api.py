@@ -8,10 +8,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -62,7 +62,7 @@ def url(kb: KnowledgeBase) -> Iterator[str]:
         yield base_url
 
 
-def _client(url: str, key: str = "unused") -> "openai.OpenAI":
+def _client(url: str, key: str = "unused") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
 
 

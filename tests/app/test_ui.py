@@ -89,7 +89,7 @@ def test_upload_saves_safe_names_rejects_bad_files_and_ingests(tmp_path: Path, m
     index_dir = tmp_path / "index"
     app = _open(index_dir, monkeypatch)
     app.file_uploader[0].set_value([
-        ("../../escape.md", "Quokkas sleep by day in the shade.".encode(), "text/markdown"),
+        ("../../escape.md", b"Quokkas sleep by day in the shade.", "text/markdown"),
         ("年报 2024.pdf", (tmp_path / "guide.pdf").read_bytes(), "application/pdf"),
         ("setup.exe", b"MZ...", "application/octet-stream"),
         ("huge.txt", b"x" * (1024 * 1024 + 1), "text/plain"),

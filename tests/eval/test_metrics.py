@@ -2,8 +2,7 @@ import math
 
 import pytest
 
-from eval.metrics import (average_precision, contains_answer, hit_rate_at_k, mrr_at_k, ndcg_at_k, percentile,
-                          precision_at_k, recall_at_k, token_f1)
+from eval.metrics import average_precision, contains_answer, hit_rate_at_k, mrr_at_k, ndcg_at_k, percentile, precision_at_k, recall_at_k, token_f1
 from eval.significance import paired_randomization, wins_losses
 
 RANKED = ["d3", "d1", "d7", "d2"]

@@ -10,7 +10,7 @@ import pytest
 
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.finetune.train import TrainOptions, TrainedAdapter, train_adapter
+from rag.finetune.train import TrainedAdapter, TrainOptions, train_adapter
 from rag.generate.prompt import Passage, build_messages
 from tests.conftest import demo_docs
 

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 from ingest.chunking import Chunker
-from rag.text import estimate_tokens
 from ingest.loaders import load_file
 from rag.documents import Page
+from rag.text import estimate_tokens
 
 ENGLISH = (
     "Retrieval augmented generation answers questions from documents. It first finds passages. "

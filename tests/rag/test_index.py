@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
+from rag.index import IndexLockedError
 from rag.index.dense import DenseIndex
 from rag.index.generations import CURRENT, WriterLock, collect_garbage, live_generation, publish
-from rag.index.sparse import B, K1, SparseIndex
-from rag.index import IndexLockedError
+from rag.index.sparse import K1, B, SparseIndex
 from rag.text import BM25Tokenizer
-
 from tests.conftest import SHARED
 
 

@@ -6,16 +6,16 @@ from pathlib import Path
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from tests.conftest import demo_docs
 from ingest.pipeline import Ingestor
 from rag.config import Settings
+from rag.embed import Role
 from rag.index import EmbedderMismatchError, Index
 from rag.retrieve import Filters, FusionMethod, Mode, Retriever, RetrieverConfig
 from rag.retrieve.langchain import LangChainRetriever
 from rag.retrieve.rerank import Reranker
 from rag.retrieve.variants import QueryVariant, term_weights
-from rag.embed import Role
 from rag.text import language_of
+from tests.conftest import demo_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 DUPLICATED = "The quokka is a small marsupial that lives on Rottnest Island near Perth."

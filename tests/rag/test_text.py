@@ -1,4 +1,4 @@
-from rag.text import BM25Tokenizer, clean_text, cjk_share, normalise, strip_repeated_lines
+from rag.text import BM25Tokenizer, cjk_share, clean_text, normalise, strip_repeated_lines
 
 
 def test_ligatures_and_compatibility_forms_are_normalised():
