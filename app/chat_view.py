@@ -31,7 +31,7 @@ def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t
     messages = st.container()  # above the input box, which is inline inside a tab
     question = st.chat_input(t("ask"))
     with messages:
-        for turn, (asked, answer) in enumerate(zip(conversation.questions, conversation.answers)):
+        for turn, (asked, answer) in enumerate(zip(conversation.questions, conversation.answers, strict=True)):
             st.chat_message("user").markdown(escape(asked))
             with st.chat_message("assistant"):
                 _answer_block(answer, turn, conversation, store, t)

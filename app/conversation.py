@@ -31,7 +31,7 @@ class Conversation:
 
     @property
     def history(self) -> list[Turn]:
-        return list(zip(self.questions, (a.text for a in self.answers)))
+        return list(zip(self.questions, (a.text for a in self.answers), strict=True))
 
     def to_markdown(self) -> str:
         """Each question and answer, then the answer's sources with file, page and the quoted sentence.
@@ -39,7 +39,7 @@ class Conversation:
         Text is exported as written (a Markdown file, not rendered by this app).
         """
         lines = ["# Conversation", ""]
-        for question, answer in zip(self.questions, self.answers):
+        for question, answer in zip(self.questions, self.answers, strict=True):
             lines += [f"## {question}", "", answer.text, ""]
             if answer.citations:
                 lines.append("Sources:")

@@ -75,7 +75,7 @@ def data(ctx: click.Context, index_dir: Path | None, out: Path, questions_file: 
     except (DataError, GenerationError) as exc:
         fatal(str(exc))
     train = [e for e in examples if e["split"] == "train"]
-    documents = {split: len({c.oracle.path for e, c in zip(examples, cases) if e["split"] == split})
+    documents = {split: len({c.oracle.path for e, c in zip(examples, cases, strict=True) if e["split"] == split})
                  for split in ("train", "validation")}
     click.echo(f"{len(examples)} examples written to {out}: {len(train)} train ({documents['train']} documents), "
                f"{len(examples) - len(train)} validation ({documents['validation']} documents); "

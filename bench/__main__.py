@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ def recall_at_10(dense: DenseIndex, queries: np.ndarray) -> float:
     """The share of the exact top 10 that the index's own (approximate above the threshold) search finds."""
     _, exact = dense.search(queries, 10, exact=True)
     _, found = dense.search(queries, 10)
-    return round(float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), exact.tolist())])), 4)
+    return round(float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found.tolist(), exact.tolist(), strict=True)])), 4)
 
 
 def real_set_recall(real: np.ndarray, queries: np.ndarray) -> float:
@@ -279,11 +280,11 @@ def langchain_p50(texts: list[str], vectors: np.ndarray, tokenizer: BM25Tokenize
     from langchain_community.vectorstores import FAISS
 
     bm25 = BM25Retriever.from_texts(texts, preprocess_func=tokenizer.tokenize, k=10)
-    store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), same_embedder(embedder))
+    store = FAISS.from_embeddings(list(zip(texts, vectors.tolist(), strict=True)), same_embedder(embedder))
     ensemble = EnsembleRetriever(retrievers=[bm25, store.as_retriever(search_kwargs={"k": 10})], weights=[0.5, 0.5])
     for question in questions[:3]:
         ensemble.invoke(question)
-    return round(percentiles([_ms(lambda: ensemble.invoke(q)) for q in questions])[0], 2)
+    return round(percentiles([_ms(partial(ensemble.invoke, q)) for q in questions])[0], 2)
 
 
 def _ms(call: Callable[[], Any]) -> float:

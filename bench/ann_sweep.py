@@ -40,7 +40,7 @@ def main(size: int, breadths: tuple[int, ...] = (128, 256, 384, 512, 768)) -> No
             _, ids = graph.search(question.reshape(1, -1), 10, params=params)
             seconds.append(time.perf_counter() - started)
             found.append(ids[0])
-        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact.tolist())])
+        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact.tolist(), strict=True)])
         print(f"| {breadth} | {recall:.3f} | {np.median(seconds) * 1000:.2f} |")
 
 

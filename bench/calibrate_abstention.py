@@ -97,7 +97,7 @@ def main() -> None:
         retriever = Retriever.open(index_dir, settings)
         pipeline = AnswerPipeline(retriever, ExtractiveGenerator(retriever.embedder, retriever.tokenizer),
                                   abstention=Abstention(semantic_weight=1.0))
-        for split, part in zip(("dev", "held-out"), splits(dataset, SHARED / name)):
+        for split, part in zip(("dev", "held-out"), splits(dataset, SHARED / name), strict=True):
             data[split]["answerable"].append(features(pipeline, [q.text for q in part.queries[:PER_SET]]))
             questions = [q for folder in negatives for q in off_topic(SHARED / folder, split == "dev", PER_SET // len(negatives))]
             if questions:

@@ -57,12 +57,12 @@ class CachedEmbedder(Embedder):
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if (t, role) not in self._vectors]
         if missing:
-            self._vectors.update({(t, role): v for t, v in zip(missing, self.inner.encode(missing, role))})
+            self._vectors.update({(t, role): v for t, v in zip(missing, self.inner.encode(missing, role), strict=True)})
         return np.vstack([self._vectors[(t, role)] for t in texts])
 
     def unknown_token_counts(self, texts: Sequence[str]) -> list[tuple[int, int]]:
         missing = [t for t in texts if t not in self._counts]
-        self._counts.update(zip(missing, self.inner.unknown_token_counts(missing)))
+        self._counts.update(zip(missing, self.inner.unknown_token_counts(missing), strict=True))
         return [self._counts[t] for t in texts]
 
     def describe(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def queries(n: int) -> list[str]:
     texts = []
     for name in ("scifact", "rgb_zh"):
         with (SHARED / name / "queries.jsonl").open(encoding="utf-8") as fh:
-            texts.extend(json.loads(line)["text"] for _, line in zip(range(n // 2), fh))
+            texts.extend(json.loads(line)["text"] for _, line in zip(range(n // 2), fh, strict=False))
     return texts
 
 
@@ -111,7 +111,7 @@ def main(n: int, n_queries: int, embedder_name: str) -> None:
         build_ours_s = time.perf_counter() - started
         started = time.perf_counter()
         bm25 = BM25Retriever.from_texts(texts, preprocess_func=tokenizer.tokenize, k=10)
-        store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), same_embedder(embedder))
+        store = FAISS.from_embeddings(list(zip(texts, vectors.tolist(), strict=True)), same_embedder(embedder))
         ensemble = EnsembleRetriever(retrievers=[bm25, store.as_retriever(search_kwargs={"k": 10})], weights=[0.5, 0.5])
         build_theirs_s = time.perf_counter() - started
         for question in questions[:3]:  # warm both

@@ -71,10 +71,10 @@ def search(benches: dict[str, Bench], base: RetrieverConfig, grid: dict[str, lis
     """The grid point with the best mean dev nDCG@10 over the datasets; prints every point."""
     best, best_score = base, -1.0
     for values in itertools.product(*grid.values()):
-        config = replace(base, **dict(zip(grid, values)))
+        config = replace(base, **dict(zip(grid, values, strict=True)))
         scores = {name: b.ndcg(config, mode, "dev") for name, b in benches.items()}
         mean = float(np.mean(list(scores.values())))
-        print(json.dumps({"mode": mode.value, **dict(zip(grid, map(str, values))), **scores, "mean": round(mean, 4)}), flush=True)
+        print(json.dumps({"mode": mode.value, **dict(zip(grid, map(str, values), strict=True)), **scores, "mean": round(mean, 4)}), flush=True)
         if mean > best_score + 1e-4:
             best, best_score = config, mean
     return best

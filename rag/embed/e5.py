@@ -72,7 +72,7 @@ class BundledE5Embedder(Embedder):
         from tokenizers import Tokenizer, models, pre_tokenizers
 
         w = self.weights
-        tokenizer = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(w.pieces, w.scores)], unk_id=w.unk))
+        tokenizer = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(w.pieces, w.scores, strict=True)], unk_id=w.unk))
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
         return tokenizer
 
@@ -146,7 +146,7 @@ class BundledE5Embedder(Embedder):
         for start in range(0, len(order), self.batch_size):
             batch = [windows[i] for i in order[start : start + self.batch_size]]
             means = self._window_means([ids for _, ids in batch])
-            for (text_number, ids), mean in zip(batch, means):
+            for (text_number, ids), mean in zip(batch, means, strict=True):
                 sums[text_number] += max(len(ids), 1) * mean
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return np.ascontiguousarray(sums / np.maximum(norms, 1e-12), dtype=np.float32)

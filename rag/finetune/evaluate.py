@@ -71,7 +71,7 @@ def evaluate_adapter(base: Path, adapter: Path | None, data: Path, max_new_token
         replies = [_reply(generator, tokenizer, example, max_new_tokens) for example in examples]
         report[name] = {**answer_metrics(examples, replies), "val_loss": validation_loss(generator.model, encoder, examples)}
         report.setdefault("samples", {})[name] = [{"question": e["question"], "gold": e.get("answer"), "answer": r.text}
-                                                  for e, (r, _) in list(zip(examples, replies))[:5]]
+                                                  for e, (r, _) in list(zip(examples, replies, strict=True))[:5]]
         del generator
     HuggingFaceGenerator.unload_all()
     return report
@@ -91,7 +91,7 @@ def _reply(generator: Any, tokenizer: BM25Tokenizer, example: dict[str, Any], ma
 
 def answer_metrics(examples: Sequence[dict[str, Any]], replies: Sequence[tuple[Reply, int | None]]) -> dict[str, float | None]:
     contained = answered = cited = cited_oracle = with_oracle = refused_without = without = 0
-    for example, (reply, oracle) in zip(examples, replies):
+    for example, (reply, oracle) in zip(examples, replies, strict=True):
         if not example.get("oracle"):
             without += 1
             refused_without += reply.refused

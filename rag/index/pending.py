@@ -41,7 +41,7 @@ class PendingVectors:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                ((self._model, sha, np.asarray(v, dtype=np.float32).tobytes()) for sha, v in zip(shas, vectors)),
+                ((self._model, sha, np.asarray(v, dtype=np.float32).tobytes()) for sha, v in zip(shas, vectors, strict=True)),
             )
 
     def clear(self) -> None:

@@ -47,7 +47,7 @@ class SparseIndex:
     @classmethod
     def build(cls, ids: Sequence[int], tokens: Sequence[list[str]]) -> SparseIndex:
         """The index of these chunks (``ids`` ascending, as the store lists them)."""
-        return cls(None, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int32)).updated([], zip(ids, tokens))
+        return cls(None, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int32)).updated([], zip(ids, tokens, strict=True))
 
     @property
     def updatable(self) -> bool:

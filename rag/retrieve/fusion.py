@@ -43,7 +43,7 @@ def _sorted(totals: dict[int, float]) -> Ranking:
 def reciprocal_rank_fusion(rankings: Sequence[Ranking], weights: Sequence[float] | None = None, k: float = 60) -> Ranking:
     """``score(d) = sum_i w_i / (k + rank_i(d))`` with 1-based ranks; ties broken by smaller id."""
     totals: dict[int, float] = defaultdict(float)
-    for ranking, weight in zip(rankings, _weights(rankings, weights)):
+    for ranking, weight in zip(rankings, _weights(rankings, weights), strict=True):
         for rank, (item, _) in enumerate(ranking, start=1):
             totals[item] += weight / (k + rank)
     return _sorted(totals)
@@ -64,14 +64,14 @@ def normalise_scores(ranking: Ranking, method: FusionMethod) -> Ranking:
     if high - low <= 1e-12:
         return [(item, 1.0) for item, _ in ranking]
     scaled = (scores - low) / (high - low)
-    return [(item, float(s)) for (item, _), s in zip(ranking, scaled)]
+    return [(item, float(s)) for (item, _), s in zip(ranking, scaled, strict=True)]
 
 
 def score_fusion(rankings: Sequence[Ranking], weights: Sequence[float] | None = None,
                  method: FusionMethod = FusionMethod.MINMAX) -> Ranking:
     """Weighted sum of normalised scores; an item missing from a list gets 0 from it."""
     totals: dict[int, float] = defaultdict(float)
-    for ranking, weight in zip(rankings, _weights(rankings, weights)):
+    for ranking, weight in zip(rankings, _weights(rankings, weights), strict=True):
         for item, score in normalise_scores(ranking, method):
             totals[item] += weight * score
     return _sorted(totals)
@@ -80,7 +80,7 @@ def score_fusion(rankings: Sequence[Ranking], weights: Sequence[float] | None = 
 def fuse(rankings: Sequence[Ranking], weights: Sequence[float] | None = None,
          method: FusionMethod = FusionMethod.RRF, rrf_k: float = 60) -> Ranking:
     """Dispatch to :func:`reciprocal_rank_fusion` or :func:`score_fusion`; lists with weight 0 are ignored."""
-    pairs = [(r, w) for r, w in zip(rankings, _weights(rankings, weights)) if w > 0 and r]
+    pairs = [(r, w) for r, w in zip(rankings, _weights(rankings, weights), strict=True) if w > 0 and r]
     if not pairs:
         return []
     kept, kept_weights = [r for r, _ in pairs], [w for _, w in pairs]

@@ -284,8 +284,9 @@ class Retriever:
             vector = self.embedder.encode([keywords], Role.QUERY)[0] if dense_weight > 0 else None
             variants.append(QueryVariant("keywords", keywords, term_weights(self.tokenizer.tokenize(keywords)), vector))
         top_bm25 = lists["original/bm25"][: c.feedback_docs]
-        feedback_chunks = self.index.chunks([i for i, _ in top_bm25])
-        expanded = rm3_expansion(original.bm25_weights, [(ch.tokens, s) for ch, (_, s) in zip(feedback_chunks, top_bm25)],
+        bm25_scores = dict(top_bm25)  # index.chunks leaves out an id it cannot find, so pair by id, not by position
+        feedback_chunks = self.index.chunks(list(bm25_scores))
+        expanded = rm3_expansion(original.bm25_weights, [(ch.tokens, bm25_scores[ch.id]) for ch in feedback_chunks],
                                  terms=c.feedback_terms, original_weight=c.feedback_original_weight)
         vector = None
         if dense_weight > 0 and original.vector is not None:
@@ -418,7 +419,7 @@ class Retriever:
     def _rerank(self, query: str, candidates: list[Hit]) -> list[Hit]:
         """The candidates re-scored by the cross-encoder, best first (the fused score kept in ``scores``)."""
         assert self.reranker is not None
-        for hit, score in zip(candidates, self.reranker.scores(query, [h.text for h in candidates])):
+        for hit, score in zip(candidates, self.reranker.scores(query, [h.text for h in candidates]), strict=True):
             hit.scores["fused"] = hit.score
             hit.scores["rerank"] = score
             hit.score = score

@@ -52,7 +52,7 @@ def rm3_expansion(query_weights: dict[str, float], feedback: Sequence[tuple[Sequ
     doc_weights = np.exp(scores - scores.max())
     doc_weights /= doc_weights.sum()
     relevance: Counter[str] = Counter()
-    for weight, (tokens, _) in zip(doc_weights, feedback):
+    for weight, (tokens, _) in zip(doc_weights, feedback, strict=True):
         if tokens:
             for token, count in Counter(tokens).items():
                 relevance[token] += weight * count / len(tokens)

@@ -70,7 +70,7 @@ def test_documents_tab_lists_files_with_failures(tmp_path: Path, ingestor: Inges
     assert not app.exception
     assert [m.value for m in app.metric] == ["1", "1", "1"]
     table = app.dataframe[0].value
-    rows = {name: (s, e) for name, s, e in zip(table["file"], table["status"], table["problem"])}
+    rows = {name: (s, e) for name, s, e in zip(table["file"], table["status"], table["problem"], strict=True)}
     assert rows == {"guide.md": ("ok", ""), "broken.pdf": ("failed", "empty file (0 bytes)")}
 
 

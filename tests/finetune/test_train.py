@@ -37,7 +37,7 @@ def test_the_loss_is_on_the_answer_tokens_only(tiny_llm: Path):
 
     tokenizer = load_tokenizer(tiny_llm)
     ids, labels = encode(tokenizer, repeated_examples()[0]["messages"])
-    answer = [token for token, label in zip(ids, labels) if label != IGNORE]
+    answer = [token for token, label in zip(ids, labels, strict=True) if label != IGNORE]
     assert tokenizer.decode(answer) == TARGET + "\n" + tokenizer.eos_token  # the template's answer turn, then the end
     assert answer[-1] == tokenizer.eos_token_id and labels[: len(ids) - len(answer)] == [IGNORE] * (len(ids) - len(answer))
     prompt = tokenizer.apply_chat_template(repeated_examples()[0]["messages"][:-1], tokenize=False, add_generation_prompt=True)

@@ -1,3 +1,4 @@
+from itertools import pairwise
 from pathlib import Path
 
 from ingest.chunking import Chunker
@@ -40,7 +41,7 @@ def test_chinese_chunks_end_at_chinese_punctuation_and_respect_size():
 
 def test_chunks_overlap_by_whole_sentences():
     chunks = Chunker(chunk_size=80, chunk_overlap=30).split([Page("en.txt", 1, ENGLISH.strip())])
-    shared = [a for a, b in zip(chunks, chunks[1:]) if b.start < a.end]
+    shared = [a for a, b in pairwise(chunks) if b.start < a.end]
     assert shared, "neighbouring chunks should overlap"
 
 
@@ -87,5 +88,5 @@ def test_chunking_time_grows_linearly_with_page_length():
         chunks = chunker.split([page])
         seconds[megabytes] = time.perf_counter() - started
         _check_spans(page, chunks[:50] + chunks[-50:])
-        assert all(b.start > a.start for a, b in zip(chunks, chunks[1:]))
+        assert all(b.start > a.start for a, b in pairwise(chunks))
     assert seconds[4] / seconds[1] < 8, seconds

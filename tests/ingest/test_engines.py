@@ -43,7 +43,7 @@ def test_the_pool_parses_like_the_ingest_process_in_the_same_order(tmp_path: Pat
         pooled = list(engine.parse(iter(jobs), chunker))
         assert engine._pool is not None  # the files really went to worker processes
     assert [name for name, _ in pooled] == [name for name, _ in jobs]
-    for (_, ours), (_, theirs) in zip(pooled, inline):
+    for (_, ours), (_, theirs) in zip(pooled, inline, strict=True):
         assert (ours.pages, ours.chunks, ours.error) == (theirs.pages, theirs.chunks, theirs.error)
     errors = {name: parsed.error for name, parsed in pooled if parsed.error}
     assert set(errors) == {"broken.pdf", "blank.md"} and "PDF" in errors["broken.pdf"]

@@ -28,7 +28,7 @@ def _beir_sample(name: str, n_docs: int, n_queries: int) -> tuple[list[str], lis
     with (folder / "corpus.jsonl").open(encoding="utf-8") as fh:
         docs = [f"{d.get('title', '')} {d['text']}" for d in map(json.loads, (next(fh) for _ in range(n_docs)))]
     with (folder / "queries.jsonl").open(encoding="utf-8") as fh:
-        queries = [json.loads(line)["text"] for line, _ in zip(fh, range(n_queries))]
+        queries = [json.loads(line)["text"] for line, _ in zip(fh, range(n_queries), strict=False)]
     return docs, queries
 
 
@@ -65,7 +65,7 @@ def _all_scores(index: SparseIndex, vocabulary: list[str]) -> dict[str, dict[int
     found = {}
     for term in vocabulary:
         scores, ids = index.search([term], len(index))
-        found[term] = dict(zip(ids.tolist(), np.round(scores, 6).tolist()))
+        found[term] = dict(zip(ids.tolist(), np.round(scores, 6).tolist(), strict=True))
     return found
 
 
@@ -160,7 +160,7 @@ def test_a_version_1_store_is_migrated_when_staged(tmp_path: Path):
 
 
 def _overlap(found: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found.tolist(), exact.tolist())]))
+    return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found.tolist(), exact.tolist(), strict=True)]))
 
 
 def test_the_dense_index_goes_from_exact_to_hnsw_by_size_and_keeps_recall(corpus_index, embedder, tmp_path: Path):
