@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """What a text is to the embedder: asymmetric models (e5) embed questions and passages differently."""
 
     QUERY = "query"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
 Ranking = list[tuple[int, float]]
 
 
-class FusionMethod(str, Enum):
+class FusionMethod(StrEnum):
     """How several rankings become one."""
 
     RRF = "rrf"

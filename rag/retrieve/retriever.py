@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ MIXED_SHARE = 0.1
 of the knowledge base's chunks."""
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """Which retrievers run and how their lists combine."""
 
     BM25 = "bm25"
