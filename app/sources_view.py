@@ -30,10 +30,10 @@ def citations(answer: Answer, turn: int, t: Texts) -> None:
                                          on_click=_toggle_source, args=((turn, citation.n),))
     opened = st.session_state.get("open_source")
     if opened and opened[0] == turn:
-        citation = next((c for c in answer.citations if c.n == opened[1]), None)
+        opened_citation = next((c for c in answer.citations if c.n == opened[1]), None)
         passage = next((p for p in answer.passages if p.n == opened[1]), None)
-        if citation is not None and passage is not None:
-            source_panel(citation, passage, turn, t)
+        if opened_citation is not None and passage is not None:
+            source_panel(opened_citation, passage, turn, t)
 
 
 def _toggle_source(wanted: tuple[int, int]) -> None:

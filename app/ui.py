@@ -39,7 +39,7 @@ def sidebar(prefs: Preferences, t: Texts) -> None:
     """Widgets keyed ``pref-<field>``: their values are read back by :func:`current_preferences`."""
     with st.sidebar:
         st.header(t("settings"))
-        st.selectbox(t("language"), list(LANGUAGES), format_func=LANGUAGES.get, key="pref-language")
+        st.selectbox(t("language"), list(LANGUAGES), format_func=lambda code: LANGUAGES[code], key="pref-language")
         modes = [Mode.HYBRID.value, Mode.DENSE.value, Mode.BM25.value]
         st.radio(t("mode"), modes, format_func=lambda m: t(f"mode_{m}"), key="pref-mode")
         st.toggle(t("fusion"), key="pref-fusion", help=t("fusion_help"), disabled=prefs.mode != Mode.HYBRID.value)

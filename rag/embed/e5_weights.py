@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,17 +82,15 @@ class E5Weights:
     def open(cls) -> E5Weights:
         return cls(bundled_weights_path())
 
-    def _read(self, fmt: str) -> tuple:
-        values = struct.unpack_from(fmt, self._data, self._offset)
-        self._offset += struct.calcsize(fmt)
-        return values
+    def _read(self, fmt: str) -> tuple[Any, ...]:
+        return struct.unpack(fmt, self._bytes(struct.calcsize(fmt)))
 
     def _bytes(self, n: int) -> bytes:
         self._offset += n
         return bytes(self._data[self._offset - n : self._offset])
 
     def _array(self, dtype: type, count: int) -> np.ndarray:
-        values = np.frombuffer(self._bytes(count * np.dtype(dtype).itemsize), dtype=dtype)
+        values: np.ndarray = np.frombuffer(self._bytes(count * np.dtype(dtype).itemsize), dtype=dtype)
         return values
 
     def _normalisation_map(self) -> dict[int, str]:

@@ -73,16 +73,19 @@ class SentenceTransformerEmbedder(Embedder):
     def prompt(self, role: Role) -> str:
         """The text the model wants before a text of this role ('' when it defines none)."""
         prompts = self.model.prompts or {}
-        return next((prompts[n] for n in _PROMPT_NAMES[role] if prompts.get(n)), "")
+        return next((prompt for n in _PROMPT_NAMES[role] if (prompt := prompts.get(n))), "")
 
     def describe(self) -> dict[str, Any]:
+        dimension, max_seq_length = self.model.get_embedding_dimension(), self.model.max_seq_length
+        if dimension is None or max_seq_length is None:
+            raise EmbedderError(f"embedding model {self.name!r} does not state its embedding dimension and maximum sequence length")
         return {
             "name": self.name,
             "backend": "sentence-transformers",
             "model": self.name,
-            "dimension": int(self.model.get_embedding_dimension()),
+            "dimension": int(dimension),
             "normalize": True,
-            "max_seq_length": int(self.model.max_seq_length),
+            "max_seq_length": int(max_seq_length),
             "query_prefix": self.prompt(Role.QUERY),
             "passage_prefix": self.prompt(Role.PASSAGE),
         }

@@ -101,7 +101,7 @@ def answer_metrics(examples: Sequence[dict[str, Any]], replies: Sequence[tuple[R
             continue
         answered += 1
         gold = example.get("answer")
-        contained += bool(gold) and _normal(gold) in _normal(reply.text)
+        contained += bool(gold and _normal(gold) in _normal(reply.text))
         cited += len(reply.check.cited)
         cited_oracle += oracle in reply.check.cited
 

@@ -154,7 +154,7 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
     ``adapter_model.safetensors`` and a model card (``README.md``).
     """
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -171,8 +171,8 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
         reason = f"all {train.too_long} are longer than {max_length} tokens" if train.too_long else "there are none"
         raise DataError(f"{data}: no training examples to learn from ({reason}); raise --max-length or rebuild the data")
     checkpoints = checkpoint_folder(out)
-    run = {"base": str(base.resolve()), "data_sha256": data_hash(data),
-           "options": {k: v for k, v in asdict(options).items() if k != "save_steps"}}
+    run: dict[str, Any] = {"base": str(base.resolve()), "data_sha256": data_hash(data),
+                           "options": {k: v for k, v in asdict(options).items() if k != "save_steps"}}
     last = _last_checkpoint(checkpoints, run, resume, get_last_checkpoint)
 
     model = load_base(base, options.four_bit)
@@ -183,7 +183,8 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
     model = get_peft_model(model, lora)
     checkpoints.mkdir(parents=True, exist_ok=True)
     (checkpoints / RUN_FILE).write_text(json.dumps(run, indent=1), encoding="utf-8")
-    half = {"bf16": True} if cuda and torch.cuda.is_bf16_supported() else {"fp16": True} if cuda else {}
+    half: dict[str, Any] = {"bf16": True} if cuda and torch.cuda.is_bf16_supported() else {"fp16": True} if cuda else {}
+    checkpointing: dict[str, Any] = {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}} if cuda else {}
     args = TrainingArguments(
         output_dir=str(checkpoints), num_train_epochs=options.epochs, max_steps=options.max_steps,
         learning_rate=options.lr, per_device_train_batch_size=options.batch_size, per_device_eval_batch_size=options.batch_size,
@@ -192,7 +193,7 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
         eval_strategy="epoch" if validation.items else "no", report_to="none", disable_tqdm=True, seed=options.seed,
         use_cpu=not cuda, optim="adamw_torch", include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=cuda, remove_unused_columns=False,
-        **half, **({"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}} if cuda else {}),
+        **half, **checkpointing,
     )
     progress = _Progress(on_step, show_progress)
     trainer = Trainer(model=model, args=args, train_dataset=train.items, eval_dataset=validation.items or None,
@@ -224,12 +225,14 @@ def train_adapter(base: Path, data: Path, out: Path, options: TrainOptions = Tra
                      "too_long": train.too_long + validation.too_long},
         "max_length": max_length,
     }
+    adapter_model = trainer.model
+    assert isinstance(adapter_model, PeftModel)  # the model get_peft_model made, trained in place
     with published(out) as folder:
-        trainer.model.save_pretrained(folder)
+        adapter_model.save_pretrained(str(folder))
         (folder / "README.md").write_text(model_card(base, data, run["data_sha256"], options, result, per_epoch(history)),
                                           encoding="utf-8")
     shutil.rmtree(checkpoints, ignore_errors=True)
-    return TrainedAdapter(result, trainer.model)
+    return TrainedAdapter(result, adapter_model)
 
 
 def _last_checkpoint(checkpoints: Path, run: dict[str, Any], resume: bool, find: Callable[[str], str | None]) -> str | None:

@@ -119,18 +119,18 @@ def _load(model_dir: str, adapter: str | None, quantization: str | None, merge_a
                                                            load_in_8bit=quantization == "8bit")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, **kwargs)
+        # The base model, the PeftModel around it or the merged model: each is a torch module.
+        model: torch.nn.Module = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise GenerationError(f"cannot load a causal language model from {model_dir}: {exc}") from exc
     if adapter:
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+            with_adapter = PeftModel.from_pretrained(model, adapter, is_trainable=False)
         except (OSError, ValueError) as exc:
             raise GenerationError(f"cannot load LoRA adapter {adapter}: {exc}") from exc
-        if merge_adapter:
-            model = model.merge_and_unload()
+        model = with_adapter.merge_and_unload() if merge_adapter else with_adapter
     if not cuda or "device_map" not in kwargs:
         model = model.to("cuda" if cuda else "cpu")
     model.eval()

@@ -113,7 +113,7 @@ class DenseIndex:
 
     def remove(self, ids: list[int]) -> None:
         if ids:
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
             if self._ann is not None:
                 self._removed = np.union1d(self._removed, np.asarray(ids, dtype=np.int64))
 
@@ -130,8 +130,10 @@ class DenseIndex:
         graph = faiss.IndexHNSWFlat(self.dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         ann = faiss.IndexIDMap2(graph)
-        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        flat = faiss.downcast_index(self._index.index)
+        exact = self._index
+        assert isinstance(exact, faiss.IndexIDMap2)  # create() makes one and read_index downcasts to it
+        ids = faiss.vector_to_array(exact.id_map).astype(np.int64)
+        flat = faiss.downcast_index(exact.index)
         for start in range(0, len(ids), 100_000):
             part = ids[start : start + 100_000]
             ann.add_with_ids(flat.reconstruct_n(start, len(part)), part)
@@ -150,13 +152,15 @@ class DenseIndex:
         k = max(1, min(k, len(self))) if len(self) else 1
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         index, params = self._index, None
-        selectors = []  # referenced until the search is done: FAISS does not own them
+        selectors: list[faiss.IDSelector] = []  # referenced until the search is done: FAISS does not own them
         if allowed is not None:
             selectors.append(faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
-            params = faiss.SearchParameters(sel=selectors[-1])
+            params = faiss.SearchParameters()
+            params.sel = selectors[-1]
         elif self._ann is not None and not exact:
             index = self._ann
-            params = faiss.SearchParametersHNSW(efSearch=max(ef_search(int(self._ann.ntotal)), k))
+            # faiss's stubs (1.15) leave out SearchParametersHNSW, which the SWIG module has
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search(int(self._ann.ntotal)), k))  # type: ignore[attr-defined]
             if len(self._removed):
                 selectors += [faiss.IDSelectorBatch(self._removed)]
                 selectors.append(faiss.IDSelectorNot(selectors[0]))

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -59,7 +59,7 @@ def rm3_expansion(query_weights: dict[str, float], feedback: Sequence[tuple[Sequ
     expansion = dict(relevance.most_common(terms))
     total_expansion = sum(expansion.values()) or 1.0
     total_query = sum(query_weights.values())
-    mixed: Counter[str] = Counter({t: original_weight * w / total_query for t, w in query_weights.items()})
+    mixed: defaultdict[str, float] = defaultdict(float, {t: original_weight * w / total_query for t, w in query_weights.items()})
     for token, weight in expansion.items():
         mixed[token] += (1 - original_weight) * weight / total_expansion
     return dict(mixed)
