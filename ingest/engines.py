@@ -3,8 +3,9 @@
 The ingest run itself (change detection, vector reuse, the single index writer) stays in the calling
 process; an engine only does the two expensive, stateless stages:
 
-- :class:`LocalEngine` parses in a pool of processes on this machine (in the calling process when only
-  a few files need parsing) and embeds with the run's own embedder;
+- :class:`LocalEngine` parses in a pool of worker processes on this machine, each file under a time limit
+  (the worker is stopped when it runs over) and each worker under a memory limit, and embeds with the
+  run's own embedder;
 - :class:`RayEngine` parses with Ray Data tasks and embeds with ``map_batches`` on actors that each hold
   the embedder (one GPU each when the cluster has GPUs), on a local Ray instance or a cluster.
 
@@ -12,29 +13,31 @@ Both give the same chunks, in the same order, and the same vectors.
 
 Example:
     >>> with LocalEngine(processes=1) as engine:
-    ...     [(name, parsed.chunks[0].text)] = engine.parse([("a", ParseJob("a.md", b"Hello."))], Chunker())
+    ...     [(name, parsed)] = engine.parse([("a", ParseJob("a.md", b"Hello."))], Chunker())
     >>> parsed.error is None, name
     (True, 'a')
 """
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
+import resource
 import socket
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Generic, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from ingest.chunking import Chunker
-from ingest.loaders import LoadError, load_file
+from ingest.loaders import LoadError, ParseLimits, load_file
+from rag.config import Settings
 from rag.documents import Chunk, Page
 from rag.embed import Embedder, Role, load_embedder
 
@@ -42,8 +45,9 @@ T = TypeVar("T")
 Batches = Iterator[tuple[list[int], np.ndarray]]
 """``(positions in the texts, their vectors)``, batch by batch."""
 
-POOL_MIN_FILES = 4
-"""Fewer files than this are parsed in the calling process: starting workers would cost more than it saves."""
+
+
+OUT_OF_MEMORY = "parsing needs more memory than a parse worker may use (parse_memory_mb)"
 
 
 @dataclass(frozen=True)
@@ -62,28 +66,46 @@ class Parsed:
     pages: list[Page] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    """What was given up to index the file (replaced bytes, pages past the limit, cut text)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Time spent per stage (``parse``, ``clean``, ``chunk``), wherever the job ran."""
+    peak_rss_mb: float = 0.0
+    """The peak resident memory of the process that parsed the file (in a worker: over all its files so far)."""
 
 
-def parse_file(job: ParseJob, chunker: Chunker) -> Parsed:
+def parse_file(job: ParseJob, chunker: Chunker, limits: ParseLimits = ParseLimits()) -> Parsed:
     """Parse, clean and chunk one file; a file that cannot be indexed gives a :class:`Parsed` with ``error``."""
     parsed = Parsed(job.path)
     try:
         started = time.perf_counter()
-        loaded = load_file(Path(job.path), job.data)
+        loaded = load_file(Path(job.path), job.data, limits)
+        parsed.warnings = loaded.warnings
         parsed.seconds["parse"] = time.perf_counter() - started
-        parsed.pages = chunker.clean(loaded)
+        parsed.pages = chunker.clean(loaded.pages)
         parsed.seconds["clean"] = time.perf_counter() - started - parsed.seconds["parse"]
         parsed.chunks = chunker.split(parsed.pages)
         parsed.seconds["chunk"] = time.perf_counter() - started - parsed.seconds["parse"] - parsed.seconds["clean"]
     except LoadError as exc:
         parsed.error = str(exc)
+    except MemoryError:
+        parsed.pages, parsed.chunks = [], []
+        parsed.error = OUT_OF_MEMORY
     except Exception as exc:  # a parser bug on one file must not cost the others
         parsed.error = f"cannot read file ({type(exc).__name__}: {str(exc)[:120]})"
     if parsed.error is None and not parsed.chunks:
         parsed.error = "no text to index after cleaning"
+    parsed.peak_rss_mb = peak_rss_mb()
     return parsed
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (VmHWM: unlike ``ru_maxrss`` it is not inherited across exec)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 class Engine:
@@ -93,7 +115,8 @@ class Engine:
     flush_chunks = 2048
     """Chunks the run collects before embedding them: larger for engines with a start-up cost per batch."""
 
-    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker) -> Iterator[tuple[T, Parsed]]:
+    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker,
+              limits: ParseLimits = ParseLimits()) -> Iterator[tuple[T, Parsed]]:
         """``(context, Parsed)`` for each ``(context, job)``, in the jobs' order; jobs are read lazily."""
         raise NotImplementedError
 
@@ -112,59 +135,191 @@ class Engine:
 
 
 class LocalEngine(Engine):
-    """Parse in up to ``processes`` worker processes (never more than the cores), embed in this process.
+    """Parse in up to ``processes`` worker processes (never more than the cores or the files), embed here.
+
+    Each file gets ``timeout`` seconds: a worker still parsing after that is killed and replaced, and the
+    file is reported. Each worker may use ``memory_mb`` of address space, so a file whose streams inflate
+    to gigabytes fails alone with a memory error. A worker that dies (a parser crash, a kill) costs its
+    file one retry in a fresh worker; a second death reports the file. Each worker has its own pipe, so
+    one death never disturbs the others.
 
     Example:
-        >>> with LocalEngine(processes=4) as engine:
+        >>> with LocalEngine(processes=4, timeout=60) as engine:
         ...     results = list(engine.parse(((p, ParseJob(str(p), p.read_bytes())) for p in files), Chunker()))
     """
 
     name = "local"
 
-    def __init__(self, processes: int = 4) -> None:
+    def __init__(self, processes: int = 4, timeout: float = 300.0, memory_mb: int = 2048) -> None:
         self.processes = max(1, min(processes, os.cpu_count() or 1))
-        self._pool: ProcessPoolExecutor | None = None
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self.workers: list[_Worker] = []
 
-    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker) -> Iterator[tuple[T, Parsed]]:
+    @classmethod
+    def for_settings(cls, settings: Settings) -> LocalEngine:
+        return cls(settings.parse_processes, settings.parse_timeout_s, settings.parse_memory_mb)
+
+    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker,
+              limits: ParseLimits = ParseLimits()) -> Iterator[tuple[T, Parsed]]:
         jobs = iter(jobs)
-        first = list(islice(jobs, POOL_MIN_FILES))
-        if self.processes == 1 or len(first) < POOL_MIN_FILES:
-            for context, job in chain(first, jobs):
-                yield context, parse_file(job, chunker)
+        first = list(islice(jobs, self.processes))  # a run of one file starts one worker, not all of them
+        if not first:
             return
-        window: deque[tuple[T, ParseJob, Future[Parsed] | None]] = deque()
-        for context, job in chain(first, jobs):
-            window.append((context, job, self._submit(job, chunker)))
-            if len(window) >= 2 * self.processes:  # keep every worker busy, and no more files in memory than that
-                yield self._result(*window.popleft(), chunker)
-        while window:
-            yield self._result(*window.popleft(), chunker)
+        for worker in self.workers:
+            worker.abandon()  # a task left by a parse that was not iterated to the end
+        while len(self.workers) < len(first):
+            self.workers.append(_Worker(self.memory_mb))
+        source = enumerate(chain(first, jobs))
+        retries: deque[_Task[T]] = deque()
+        done: dict[int, tuple[T, Parsed]] = {}
+        delivered, exhausted = 0, False
+        while True:
+            while delivered in done:
+                yield done.pop(delivered)
+                delivered += 1
+            for worker in self.workers:
+                if worker.task is not None:
+                    continue
+                if retries:
+                    worker.start(retries.popleft(), chunker, limits, self.timeout)
+                elif not exhausted and len(done) + self._busy() < 2 * len(self.workers):  # a bounded window of files
+                    try:
+                        number, (context, job) = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        continue
+                    worker.start(_Task(number, context, job), chunker, limits, self.timeout)
+            if exhausted and not retries and not self._busy():
+                return
+            self._collect(done, retries)
 
-    def _submit(self, job: ParseJob, chunker: Chunker) -> Future[Parsed] | None:
-        """The job's future in the pool, or None once the pool is broken (the job then runs here)."""
-        try:
-            if self._pool is None:
-                # forkserver: workers fork from a clean process, not from this one with its model threads
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["ingest.engines"])
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
-            return self._pool.submit(parse_file, job, chunker)
-        except BrokenProcessPool:
-            return None
+    def _busy(self) -> int:
+        return sum(worker.task is not None for worker in self.workers)
 
-    @staticmethod
-    def _result(context: T, job: ParseJob, future: Future[Parsed] | None, chunker: Chunker) -> tuple[T, Parsed]:
-        if future is not None:
-            try:
-                return context, future.result()
-            except BrokenProcessPool:  # a worker died (a parser crash): parse here what it had not returned
-                pass
-        return context, parse_file(job, chunker)
+    def _collect(self, done: dict[int, tuple[Any, Parsed]], retries: deque[_Task[Any]]) -> None:
+        """Wait for a worker to finish, die or run out of time, and settle its task."""
+        busy = [worker for worker in self.workers if worker.task is not None]
+        deadline = min(worker.deadline for worker in busy)
+        multiprocessing.connection.wait([w.connection for w in busy] + [w.process.sentinel for w in busy],
+                                        timeout=max(0.0, deadline - time.monotonic()))
+        for worker in busy:
+            task = worker.task
+            assert task is not None
+            outcome = worker.outcome()
+            if isinstance(outcome, Parsed):
+                done[task.number] = (task.context, outcome)
+            elif outcome == "died" and not task.retried:
+                retries.append(replace(task, retried=True))
+            elif outcome == "died":
+                done[task.number] = (task.context, Parsed(task.job.path, error=f"the parser crashed twice on this file ({worker.death})"))
+            elif outcome == "timeout":
+                done[task.number] = (task.context, Parsed(task.job.path, error=f"parsing took longer than {self.timeout:g} s "
+                                                                              "(parse_timeout_s); the worker was stopped"))
+            if outcome != "busy":
+                worker.replace_if_dead()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+
+
+@dataclass(frozen=True)
+class _Task(Generic[T]):
+    number: int
+    context: T
+    job: ParseJob
+    retried: bool = False
+
+
+class _Worker:
+    """One parse process with its own pipe: a task in, a :class:`Parsed` out."""
+
+    def __init__(self, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
+        # forkserver: workers fork from a clean process, not from this one with its model threads
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["ingest.engines"])
+        self.task: _Task[Any] | None = None
+        self.deadline = 0.0
+        self.death = ""
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.connection, child = self._context.Pipe()
+        self.process = self._context.Process(target=_serve, args=(child, self.memory_mb), daemon=True, name="rag-parse")
+        self.process.start()
+        child.close()
+
+    def start(self, task: _Task[Any], chunker: Chunker, limits: ParseLimits, timeout: float) -> None:
+        self.task, self.deadline = task, time.monotonic() + timeout
+        try:
+            self.connection.send((task.job, chunker, limits))
+        except OSError:  # died between tasks: outcome() sees it and the task is retried
+            pass
+
+    def outcome(self) -> Parsed | str:
+        """The finished task's result, or ``busy``, ``died`` or ``timeout`` (the worker is then killed)."""
+        try:
+            if self.connection.poll():
+                parsed = self.connection.recv()
+                if isinstance(parsed, str):  # the worker could not even take the job in
+                    assert self.task is not None
+                    parsed = Parsed(self.task.job.path, error=parsed)
+                self.task = None
+                return parsed
+        except (EOFError, OSError, pickle.UnpicklingError):
+            pass
+        if not self.process.is_alive() or self.connection.closed:
+            self.process.join()
+            self.death = _death(self.process.exitcode)
+            self.task = None
+            return "died"
+        if time.monotonic() >= self.deadline:
+            self.stop()
+            self.task = None
+            return "timeout"
+        return "busy"
+
+    def abandon(self) -> None:
+        """Drop the task in hand, if any, with the process that has it."""
+        if self.task is not None:
+            self.stop()
+            self.task = None
+            self.replace_if_dead()
+
+    def replace_if_dead(self) -> None:
+        if not self.process.is_alive():
+            self.connection.close()
+            self._spawn()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.connection.close()
+
+
+def _serve(connection: Connection, memory_mb: int) -> None:
+    """A parse worker's loop: address space capped at ``memory_mb``, one task at a time until the pipe closes."""
+    limit = memory_mb << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    while True:
+        try:
+            job, chunker, limits = connection.recv()
+        except EOFError:
+            return
+        except MemoryError:
+            connection.send(OUT_OF_MEMORY)
+            continue
+        connection.send(parse_file(job, chunker, limits))
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"killed by signal {-exitcode}" + (", out of memory?" if -exitcode == 9 else "")
+    return f"exit code {exitcode}"
 
 
 class RayEngine(Engine):
@@ -201,12 +356,13 @@ class RayEngine(Engine):
         context.print_on_execution_start = False
         context.execution_options.preserve_order = True
 
-    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker) -> Iterator[tuple[T, Parsed]]:
+    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker,
+              limits: ParseLimits = ParseLimits()) -> Iterator[tuple[T, Parsed]]:
         import ray.data
 
         for group in self._groups(iter(jobs)):
             items = [{"seq": i, "job": pickle.dumps(job)} for i, (_, job) in enumerate(group)]
-            dataset = ray.data.from_items(items).map(_parse_row, fn_kwargs={"chunker": chunker})
+            dataset = ray.data.from_items(items).map(_parse_row, fn_kwargs={"chunker": chunker, "limits": limits})
             results = sorted(dataset.iter_rows(), key=lambda row: row["seq"])
             for (context, _), row in zip(group, results, strict=True):
                 yield context, pickle.loads(row["parsed"])
@@ -257,8 +413,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ConnectionError(f"nothing answers at {address} ({exc.strerror or type(exc).__name__})") from exc
 
 
-def _parse_row(row: dict[str, Any], chunker: Chunker) -> dict[str, Any]:
-    return {"seq": row["seq"], "parsed": pickle.dumps(parse_file(pickle.loads(row["job"]), chunker))}
+def _parse_row(row: dict[str, Any], chunker: Chunker, limits: ParseLimits) -> dict[str, Any]:
+    return {"seq": row["seq"], "parsed": pickle.dumps(parse_file(pickle.loads(row["job"]), chunker, limits))}
 
 
 class _EmbedActor:
@@ -274,6 +430,6 @@ class _EmbedActor:
         return {"position": batch["position"], "vector": self.embedder.encode(list(batch["text"]), Role.PASSAGE)}
 
 
-def make_engine(name: str, parse_processes: int = 4, address: str | None = None) -> Engine:
+def make_engine(name: str, settings: Settings, address: str | None = None) -> Engine:
     """The engine for ``--engine`` (``local`` or ``ray``; ``address`` is the Ray cluster to join)."""
-    return RayEngine(address=address) if name == "ray" else LocalEngine(parse_processes)
+    return RayEngine(address=address) if name == "ray" else LocalEngine.for_settings(settings)

@@ -1,21 +1,59 @@
 """Loaders: a source file becomes its pages of raw text, or a :class:`LoadError` that says why not.
 
+Work per file is bounded by :class:`ParseLimits`: pages past ``max_pages`` are not read and page text past
+``max_page_chars`` is cut, each with a warning in :attr:`Loaded.warnings`.
+
 Example:
-    >>> pages = load_file(Path("examples/docs/handbook.md"))
-    >>> pages[0].number
-    1
+    >>> loaded = load_file(Path("examples/docs/handbook.md"))
+    >>> loaded.pages[0].number, loaded.warnings
+    (1, [])
 """
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from rag.config import Settings
 from rag.documents import Page
+
+if TYPE_CHECKING:
+    from pypdf import PageObject
+
+NOT_TEXT_SHARE = 0.3
+"""A text file with more than this share of undecodable bytes is rejected as not text; below it, the bad
+bytes become U+FFFD and the file is indexed with a warning."""
+BINARY_CONTROL_SHARE = 0.05
+"""More control characters than this share (tab and line breaks excepted) marks binary content, not text."""
 
 
 class LoadError(Exception):
     """A file that cannot be ingested; the message is the one-line reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """Bounds on the work one file may cause; the defaults are far above any normal document.
+
+    Example:
+        >>> ParseLimits(max_pages=2).max_pages
+        2
+    """
+
+    max_pages: int = Settings.max_pages
+    """Pages read from one PDF; the rest are skipped with a warning."""
+    max_page_chars: int = Settings.max_page_chars
+    """Characters kept from one page (a text file is one page); the rest is cut with a warning."""
+
+
+@dataclass
+class Loaded:
+    """A loaded file: its pages and what was given up on the way (replaced bytes, skipped pages, cut text)."""
+
+    pages: list[Page]
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_source(path: Path) -> bytes:
@@ -35,18 +73,46 @@ def read_source(path: Path) -> bytes:
     return data
 
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes, warnings: list[str]) -> str:
+    """UTF-8, or GB18030 when UTF-8 cannot read it; a few undecodable bytes become U+FFFD, with a warning."""
     if b"\x00" in data[:8192]:
         raise LoadError("binary content in a text file (NUL bytes)")
+    text = _strict(data)
+    if text is None:
+        replaced, text = _lenient("utf-8-sig", data)
+        non_ascii = len(text) - len(text.encode("ascii", "ignore")) - text.count("\ufffd")
+        if non_ascii < replaced:  # few valid UTF-8 sequences among the errors: a legacy Chinese encoding?
+            replaced, text = min(_lenient("gb18030", data), (replaced, text))
+        if replaced > NOT_TEXT_SHARE * len(data):
+            raise LoadError(f"not text: {replaced:,} of its {len(data):,} bytes are not valid UTF-8 or GB18030")
+        warnings.append(f"{replaced:,} undecodable byte(s) replaced with U+FFFD")
+    controls = len(text) - len(text.translate(_WITHOUT_CONTROL_CHARACTERS))
+    if controls > BINARY_CONTROL_SHARE * len(text):
+        raise LoadError(f"binary content in a text file ({controls:,} control characters)")
+    return text
+
+
+def _strict(data: bytes) -> str | None:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise LoadError("not UTF-8 or GB18030 text")
+    return None
 
 
-def _load_pdf(path: Path, data: bytes) -> list[Page]:
+_WITHOUT_CONTROL_CHARACTERS = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
+
+
+def _lenient(encoding: str, data: bytes) -> tuple[int, str]:
+    """``(bytes that could not be decoded, the text with each run of them as one U+FFFD)``."""
+    text = data.decode(encoding, "surrogateescape")
+    runs = _ESCAPED_BYTES.findall(text)
+    return sum(map(len, runs)), _ESCAPED_BYTES.sub("\ufffd", text) if runs else text
+
+
+def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
     import io
 
     from pypdf import PdfReader
@@ -59,7 +125,12 @@ def _load_pdf(path: Path, data: bytes) -> list[Page]:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError("encrypted PDF: a password is required to open it")
-        pages = [Page(str(path), number, _page_text(page)) for number, page in enumerate(reader.pages, start=1)]
+        total = len(reader.pages)
+        if total > limits.max_pages:
+            warnings.append(f"only the first {limits.max_pages:,} of its {total:,} pages indexed (max_pages)")
+        bombs: list[int] = []
+        pages = [Page(str(path), number, _page_text(reader.pages[number - 1], number, bombs))
+                 for number in range(1, min(total, limits.max_pages) + 1)]
     except LoadError:
         raise
     except FileNotDecryptedError as exc:
@@ -70,32 +141,44 @@ def _load_pdf(path: Path, data: bytes) -> list[Page]:
         raise LoadError(f"cannot parse PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
     if not pages:
         raise LoadError("PDF has no pages (corrupt or truncated)")
+    if bombs:
+        where = f"page {bombs[0]}" if len(bombs) == 1 else f"{len(bombs)} pages, from page {bombs[0]}"
+        if not any(page.text.strip() for page in pages):
+            raise LoadError(f"content streams inflate past pypdf's size limit on {where} (a decompression bomb?); nothing to index")
+        warnings.append(f"{where} skipped: content streams inflate past pypdf's size limit (a decompression bomb?)")
     if not any(page.text.strip() for page in pages):
         raise LoadError(f"no text layer in any of its {len(pages)} pages (scanned or image-only PDF; OCR is not supported)")
     return pages
 
 
-def _page_text(page: object) -> str:
+def _page_text(page: PageObject, number: int, bombs: list[int]) -> str:
+    """The page's text; empty for a broken page, whose ``number`` goes to ``bombs`` when a stream inflates too far."""
+    from pypdf.errors import LimitReachedError
+
     try:
-        return page.extract_text() or ""  # type: ignore[attr-defined]
+        return page.extract_text() or ""
+    except LimitReachedError:
+        bombs.append(number)
+        return ""
     except Exception:  # a broken content stream on one page must not cost the rest of the file
         return ""
 
 
-def _load_text(path: Path, data: bytes) -> list[Page]:
-    return [Page(str(path), 1, _decode(data))]
+def _load_text(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
+    # a text file is one page: bytes past what max_page_chars keeps (4 bytes per character at most) are not decoded
+    return [Page(str(path), 1, _decode(data[: 4 * limits.max_page_chars + 4], warnings))]
 
 
-def _load_html(path: Path, data: bytes) -> list[Page]:
+def _load_html(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(_decode(data), "html.parser")
+    soup = BeautifulSoup(_decode(data, warnings), "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     return [Page(str(path), 1, soup.get_text("\n"))]
 
 
-def _load_docx(path: Path, data: bytes) -> list[Page]:
+def _load_docx(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
     import io
 
     import docx
@@ -110,7 +193,7 @@ def _load_docx(path: Path, data: bytes) -> list[Page]:
     return [Page(str(path), 1, "\n".join(paragraphs))]
 
 
-LOADERS: dict[str, Callable[[Path, bytes], list[Page]]] = {
+LOADERS: dict[str, Callable[[Path, bytes, ParseLimits, list[str]], list[Page]]] = {
     ".pdf": _load_pdf,
     ".txt": _load_text,
     ".md": _load_text,
@@ -130,10 +213,16 @@ def check_supported(path: Path) -> None:
         raise LoadError(f"unsupported file type {path.suffix or '(no extension)'!r}; supported: {', '.join(sorted(LOADERS))}")
 
 
-def load_file(path: Path, data: bytes | None = None) -> list[Page]:
-    """Pages of raw text; raises :class:`LoadError` for anything that cannot be ingested."""
+def load_file(path: Path, data: bytes | None = None, limits: ParseLimits = ParseLimits()) -> Loaded:
+    """Pages of raw text within ``limits``; raises :class:`LoadError` for anything that cannot be ingested."""
     check_supported(path)
-    pages = LOADERS[path.suffix.lower()](path, read_source(path) if data is None else data)
+    warnings: list[str] = []
+    pages = LOADERS[path.suffix.lower()](path, read_source(path) if data is None else data, limits, warnings)
     if not any(page.text.strip() for page in pages):
         raise LoadError("no text in the file")
-    return pages
+    cut = [page.number for page in pages if len(page.text) > limits.max_page_chars]
+    if cut:
+        pages = [Page(page.source, page.number, page.text[: limits.max_page_chars]) for page in pages]
+        where = f"page {cut[0]}" if len(cut) == 1 else f"{len(cut)} pages, from page {cut[0]},"
+        warnings.append(f"{where} cut to {limits.max_page_chars:,} characters (max_page_chars)")
+    return Loaded(pages, warnings)

@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ingest.chunking import Chunker
-from ingest.engines import Engine, LocalEngine, Parsed, ParseJob
-from ingest.loaders import LoadError, check_supported, read_source
+from ingest.engines import Engine, LocalEngine, Parsed, ParseJob, peak_rss_mb
+from ingest.loaders import LoadError, ParseLimits, check_supported, read_source
 from ingest.scan import scan
 from rag.config import Settings
 from rag.documents import Chunk, Page
@@ -64,6 +64,8 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     """Time per stage (see :data:`STAGES`); the rest of ``seconds`` is scanning and bookkeeping."""
+    peak_rss_mb: dict[str, float] = field(default_factory=lambda: {"ingest": 0.0, "parse_worker": 0.0})
+    """Peak resident memory of the ingest process and of the largest parse worker (where parsing ran)."""
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -85,6 +87,7 @@ class IngestReport:
             "embed_seconds": round(self.embed_seconds, 3), "missing": self.missing, "index": self.index,
             "generation": self.generation, "warnings": self.warnings,
             "stage_seconds": {stage: round(t, 3) for stage, t in self.stage_seconds.items()},
+            "peak_rss_mb": {part: round(mb, 1) for part, mb in self.peak_rss_mb.items()},
         }
 
 
@@ -128,6 +131,7 @@ class Ingestor:
         """``(name, batch size) -> Embedder``: the UI passes its cached models."""
         self._embedder: Embedder | None = None
         self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
+        self.limits = ParseLimits(settings.max_pages, settings.max_page_chars)
         self._progress = progress
         self._lock_wait = lock_wait
         self.flush_chunks = flush_chunks
@@ -159,10 +163,10 @@ class Ingestor:
         report.failed.extend({"path": p, "reason": r} for p, r in found.failed)
         embedder = self.embedder
         with IndexWriter(self.settings.index_dir, embedder.name, lock_wait=self._lock_wait) as writer, \
-                (self.engine or LocalEngine(self.settings.parse_processes)) as engine:
+                (self.engine or LocalEngine.for_settings(self.settings)) as engine:
             run = _Run(self, writer, embedder, engine, report, force)
             files = found.files + run.others_to_rechunk(found.files)
-            for todo, parsed in engine.parse(self._jobs(run, files), self.chunker):
+            for todo, parsed in engine.parse(self._jobs(run, files), self.chunker, self.limits):
                 run.accept(todo, parsed)
             run.flush()
             self.report_progress("files", len(files), len(files))
@@ -177,6 +181,7 @@ class Ingestor:
                     "ingest into a new index with the multilingual default (--embedder e5-small)"
                 )
         report.seconds = time.perf_counter() - started
+        report.peak_rss_mb["ingest"] = peak_rss_mb()
         return report
 
     def _jobs(self, run: _Run, files: list[Path]) -> Iterator[tuple[_ToParse, ParseJob]]:
@@ -264,6 +269,9 @@ class _Run:
             return None
         try:
             check_supported(path)
+            limit = self.ingestor.settings.max_file_mb
+            if stat.st_size > limit << 20:
+                raise LoadError(f"file too large: {stat.st_size / (1 << 20):,.0f} MB, above the limit of {limit:,} MB (max_file_mb)")
             with self.report.timed("read"):
                 data = read_source(path)
         except LoadError as exc:
@@ -285,6 +293,9 @@ class _Run:
         """Queue a parsed file for embedding, or record why it cannot be indexed."""
         for stage, seconds in parsed.seconds.items():
             self.report.stage_seconds[stage] += seconds
+        self.report.peak_rss_mb["parse_worker"] = max(self.report.peak_rss_mb["parse_worker"], parsed.peak_rss_mb)
+        for warning in parsed.warnings:
+            self.report.warnings.append(f"{todo.record.path}: {warning}")
         if parsed.error is not None:
             self._record_failure(todo.record.path, todo.known, todo.stat, todo.record.sha256, parsed.error)
             return

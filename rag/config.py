@@ -46,7 +46,17 @@ class Settings:
     max_upload_mb: int = 200
     """The largest file the UI accepts for upload."""
     parse_processes: int = 4
-    """Processes that parse files during ingest (never more than the cores; 1 parses in the ingest process)."""
+    """Worker processes that parse files during ingest (never more than the cores or the files)."""
+    max_file_mb: int = 512
+    """Larger files are not read; ingest reports them in one line."""
+    max_pages: int = 5000
+    """Pages read from one PDF; later pages are skipped, with a warning."""
+    max_page_chars: int = 10_000_000
+    """Characters kept from one page (a text file is one page); the rest is cut, with a warning."""
+    parse_timeout_s: int = 300
+    """Seconds one file may take to parse before its worker is stopped and the file reported."""
+    parse_memory_mb: int = 2048
+    """Address space one parse worker may use; a file that needs more fails alone with a memory error."""
 
     @classmethod
     def resolve(

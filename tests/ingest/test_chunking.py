@@ -54,7 +54,7 @@ def test_overlap_zero_tiles_the_page():
 def test_real_english_pdf_chunks_carry_their_page(shared_corpus: Path):
     pdf = shared_corpus / "en" / "acl2020-main-447.pdf"
     chunker = Chunker()
-    pages = chunker.clean(load_file(pdf))
+    pages = chunker.clean(load_file(pdf).pages)
     chunks = chunker.split(pages)
     assert {c.page for c in chunks} == set(range(1, 16))
     title = next(c for c in chunks if "Semantic Scholar Open Research Corpus" in c.text)
@@ -66,7 +66,7 @@ def test_real_english_pdf_chunks_carry_their_page(shared_corpus: Path):
 def test_real_chinese_pdf_chunks_have_no_spaces_inside_chinese_words(shared_corpus: Path):
     pdf = shared_corpus / "zh" / "ucasthesis-template-guide.pdf"
     chunker = Chunker()
-    chunks = chunker.split(chunker.clean(load_file(pdf)))
+    chunks = chunker.split(chunker.clean(load_file(pdf).pages))
     abstract = [c for c in chunks if "中国科学院大学学位论文模板" in c.text]
     assert abstract and abstract[0].page == 7
     assert max(c.page for c in chunks) >= 30

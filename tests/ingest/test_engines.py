@@ -7,15 +7,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ingest.chunking import Chunker
-from ingest.engines import LocalEngine, ParseJob, parse_file
+from ingest.engines import OUT_OF_MEMORY, LocalEngine, ParseJob, parse_file
 from rag.index import Index
 from tests.conftest import CORPUS, ROOT, demo_docs
+from tests.hostile import big_text, many_pages_pdf
 
 needs_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a parse pool needs two cores")
 
@@ -41,7 +44,7 @@ def test_the_pool_parses_like_the_ingest_process_in_the_same_order(tmp_path: Pat
     inline = [(name, parse_file(job, chunker)) for name, job in jobs]
     with LocalEngine(processes=2) as engine:
         pooled = list(engine.parse(iter(jobs), chunker))
-        assert engine._pool is not None  # the files really went to worker processes
+        assert len(engine.workers) == 2  # the files really went to worker processes
     assert [name for name, _ in pooled] == [name for name, _ in jobs]
     for (_, ours), (_, theirs) in zip(pooled, inline, strict=True):
         assert (ours.pages, ours.chunks, ours.error) == (theirs.pages, theirs.chunks, theirs.error)
@@ -50,11 +53,13 @@ def test_the_pool_parses_like_the_ingest_process_in_the_same_order(tmp_path: Pat
     assert all(parsed.seconds["parse"] > 0 for _, parsed in pooled if not parsed.error)
 
 
-def test_a_few_files_are_parsed_without_starting_workers(tmp_path: Path):
-    jobs = _jobs(demo_docs(tmp_path / "docs"))[:3]
-    with LocalEngine(processes=4) as engine:
-        assert len(list(engine.parse(iter(jobs), Chunker()))) == 3
-        assert engine._pool is None
+@needs_cores
+def test_one_file_starts_one_worker_not_the_whole_pool(tmp_path: Path):
+    jobs = _jobs(demo_docs(tmp_path / "docs"))[:1]
+    with LocalEngine(processes=2) as engine:
+        [(_, parsed)] = engine.parse(iter(jobs), Chunker())
+        assert parsed.error is None and parsed.chunks
+        assert len(engine.workers) == 1
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -78,7 +83,7 @@ def test_files_are_read_as_they_are_parsed_not_all_first(tmp_path: Path, process
 
 
 @needs_cores
-def test_files_in_killed_workers_are_parsed_here_and_none_is_lost(tmp_path: Path):
+def test_files_in_killed_workers_are_parsed_again_and_none_is_lost(tmp_path: Path):
     folder = _mixed_folder(tmp_path)
     for n in range(6):
         (folder / f"note-{n}.md").write_text(f"Note {n}: the valve closes at {n} bar.\n\nSecond paragraph.", encoding="utf-8")
@@ -87,8 +92,8 @@ def test_files_in_killed_workers_are_parsed_here_and_none_is_lost(tmp_path: Path
     with LocalEngine(processes=2) as engine:
         results = engine.parse(iter(jobs), chunker)
         first = [next(results)]
-        for process in list(engine._pool._processes.values()):  # type: ignore[union-attr]
-            os.kill(process.pid, signal.SIGKILL)
+        for worker in engine.workers:
+            os.kill(worker.process.pid, signal.SIGKILL)
         rest = list(results)
     parsed = first + rest
     assert [name for name, _ in parsed] == [name for name, _ in jobs]
@@ -141,3 +146,55 @@ def test_an_unreachable_ray_cluster_is_one_line_at_once(tmp_path: Path, address:
                            "--engine", "ray", "--address", address], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 1 and reason in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "i").exists() or not any((tmp_path / "i").glob("gen-*"))
+
+
+def test_a_parse_over_its_time_is_stopped_and_the_next_file_still_parses(tmp_path: Path):
+    slow = many_pages_pdf(tmp_path, 1000)
+    note = tmp_path / "note.md"
+    note.write_text("The valve closes at 3 bar.", encoding="utf-8")
+    jobs = [(p.name, ParseJob(str(p), p.read_bytes())) for p in (slow, note)]
+    with LocalEngine(processes=1, timeout=0.05) as engine:
+        started = time.monotonic()
+        (_, stopped), (_, parsed) = engine.parse(iter(jobs), Chunker())
+        assert time.monotonic() - started < 10
+    assert stopped.error == "parsing took longer than 0.05 s (parse_timeout_s); the worker was stopped"
+    assert parsed.error is None and parsed.chunks[0].text == "The valve closes at 3 bar."
+
+
+def test_a_parse_over_its_memory_fails_alone(tmp_path: Path):
+    big = big_text(tmp_path, 120)
+    note = tmp_path / "note.md"
+    note.write_text("The valve closes at 3 bar.", encoding="utf-8")
+    jobs = [(p.name, ParseJob(str(p), p.read_bytes())) for p in (big, note)]
+    with LocalEngine(processes=1, memory_mb=320) as engine:
+        (_, failed), (_, parsed) = engine.parse(iter(jobs), Chunker())
+    assert failed.error == OUT_OF_MEMORY
+    assert parsed.error is None and parsed.peak_rss_mb < 320
+
+
+@pytest.mark.parametrize("deaths", [1, 2])
+def test_a_file_whose_worker_dies_is_retried_once_then_reported(tmp_path: Path, deaths: int):
+    slow = many_pages_pdf(tmp_path, 1000)
+    with LocalEngine(processes=1) as engine:
+        results = engine.parse(iter([("slow", ParseJob(str(slow), slow.read_bytes()))]), Chunker())
+        killed: list[int] = []
+        killer = threading.Thread(target=_kill_busy_workers, args=(engine, deaths, killed))
+        killer.start()
+        [(_, parsed)] = list(results)
+        killer.join()
+    assert len(killed) == deaths and len(set(killed)) == deaths  # a fresh worker each time
+    if deaths == 1:
+        assert parsed.error is None and len(parsed.pages) == 1000
+    else:
+        assert parsed.error == "the parser crashed twice on this file (killed by signal 9, out of memory?)"
+
+
+def _kill_busy_workers(engine: LocalEngine, times: int, killed: list[int]) -> None:
+    deadline = time.monotonic() + 30
+    while len(killed) < times and time.monotonic() < deadline:
+        for worker in list(engine.workers):
+            if worker.task is not None and worker.process.pid not in killed and worker.process.is_alive():
+                time.sleep(0.05)  # the job is in the worker's hands
+                os.kill(worker.process.pid, signal.SIGKILL)
+                killed.append(worker.process.pid)
+        time.sleep(0.001)

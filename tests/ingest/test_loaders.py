@@ -7,18 +7,19 @@ import pytest
 from pypdf import PdfWriter
 
 from examples.make_demo_docs import write_pdf
-from ingest.loaders import LoadError, load_file
+from ingest.loaders import LoadError, ParseLimits, load_file
+from tests.hostile import invalid_bytes_text, many_pages_pdf, stream_bomb_pdf
 
 
 def test_pdf_pages_are_numbered_from_one(tmp_path: Path):
     pdf = write_pdf(tmp_path / "three.pdf", [["alpha page"], ["beta page"], ["gamma page"]])
-    pages = load_file(pdf)
+    pages = load_file(pdf).pages
     assert [(p.number, p.text.strip()) for p in pages] == [(1, "alpha page"), (2, "beta page"), (3, "gamma page")]
 
 
 def test_chinese_pdf_text_is_extracted(tmp_path: Path):
     pdf = write_pdf(tmp_path / "zh.pdf", [["检索增强生成是一种技术。"]], chinese=True)
-    assert "检索增强生成是一种技术" in load_file(pdf)[0].text
+    assert "检索增强生成是一种技术" in load_file(pdf).pages[0].text
 
 
 def test_text_markdown_html_and_docx(tmp_path: Path):
@@ -31,7 +32,7 @@ def test_text_markdown_html_and_docx(tmp_path: Path):
     table = document.add_table(rows=1, cols=2)
     table.rows[0].cells[0].text, table.rows[0].cells[1].text = "cell one", "cell two"
     document.save(tmp_path / "e.docx")
-    texts = {name: load_file(tmp_path / name)[0].text for name in ["a.txt", "b.md", "c.html", "d.txt", "e.docx"]}
+    texts = {name: load_file(tmp_path / name).pages[0].text for name in ["a.txt", "b.md", "c.html", "d.txt", "e.docx"]}
     assert texts["a.txt"] == "plain text"
     assert "markdown body" in texts["b.md"]
     assert "html body" in texts["c.html"] and "alert" not in texts["c.html"]
@@ -50,7 +51,7 @@ def _encrypted(tmp_path: Path, user_password: str) -> Path:
 
 
 def test_pdf_encrypted_with_an_empty_user_password_opens(tmp_path: Path):
-    assert "secret contents" in load_file(_encrypted(tmp_path, ""))[0].text
+    assert "secret contents" in load_file(_encrypted(tmp_path, "")).pages[0].text
 
 
 def _truncated(tmp_path: Path) -> Path:
@@ -110,3 +111,43 @@ def test_bad_input_gets_a_one_line_reason(tmp_path: Path, make, reason: str):
         load_file(make(tmp_path))
     message = str(caught.value)
     assert reason in message and "\n" not in message
+
+
+def test_a_few_invalid_bytes_are_replaced_and_counted_not_the_file_rejected(tmp_path: Path):
+    loaded = load_file(invalid_bytes_text(tmp_path))
+    assert loaded.warnings == ["3 undecodable byte(s) replaced with U+FFFD"]
+    assert "The pump restarts" in loaded.pages[0].text and "水泵在四十秒后重新启动" in loaded.pages[0].text
+    assert loaded.pages[0].text.count("\ufffd") == 1  # one run of bad bytes, one mark
+
+
+def test_gb18030_text_with_a_bad_byte_stays_chinese(tmp_path: Path):
+    path = tmp_path / "gbk.txt"
+    path.write_bytes("第三章 保修条款：整机保修两年。\n".encode("gb18030") * 40 + b"\xff")
+    loaded = load_file(path)
+    assert "整机保修两年" in loaded.pages[0].text and loaded.warnings == ["1 undecodable byte(s) replaced with U+FFFD"]
+
+
+@pytest.mark.parametrize("data", [bytes(range(1, 256)) * 40, b"\x01\x02\x03\x04text\x05\x06\x07\x08" * 500])
+def test_a_text_file_that_is_mostly_not_text_is_rejected(tmp_path: Path, data: bytes):
+    path = tmp_path / "binary.txt"
+    path.write_bytes(data)
+    with pytest.raises(LoadError, match="not text|binary content"):
+        load_file(path)
+
+
+def test_pages_past_the_limit_are_skipped_with_a_warning(tmp_path: Path):
+    loaded = load_file(many_pages_pdf(tmp_path, 30), limits=ParseLimits(max_pages=12))
+    assert [page.number for page in loaded.pages] == list(range(1, 13))
+    assert loaded.warnings == ["only the first 12 of its 30 pages indexed (max_pages)"]
+
+
+def test_page_text_past_the_limit_is_cut_with_a_warning(tmp_path: Path):
+    path = tmp_path / "long.md"
+    path.write_text("word " * 10_000, encoding="utf-8")
+    loaded = load_file(path, limits=ParseLimits(max_page_chars=1000))
+    assert len(loaded.pages[0].text) == 1000 and loaded.warnings == ["page 1 cut to 1,000 characters (max_page_chars)"]
+
+
+def test_a_decompression_bomb_is_reported_as_one(tmp_path: Path):
+    with pytest.raises(LoadError, match="decompression bomb"):
+        load_file(stream_bomb_pdf(tmp_path, inflated_mb=100))

@@ -13,6 +13,8 @@ import pytest
 
 from examples.make_demo_docs import write_pdf
 from ingest import pipeline
+from ingest.chunking import Chunker
+from ingest.engines import LocalEngine, ParseJob
 from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.embed import Role
@@ -208,9 +210,13 @@ def test_unreadable_file_is_reported_and_the_rest_ingested(embedders):
         secret.chmod(0o000)
         warm_up = _docs(base / "warm-up")  # loads every lazily imported module while access is unrestricted
         Ingestor(Settings.resolve({"index_dir": base / "warm-idx"}, env={}), embedders=embedders, progress=False).run([warm_up])
-        ingestor = Ingestor(Settings.resolve({"index_dir": base / "idx"}, env={}), embedders=embedders, progress=False)
-        with file_access_as_nobody():
-            report = ingestor.run([docs])
+        # a parse worker started as root: its forkserver's socket is root's (this process reads the files)
+        with LocalEngine(processes=1) as engine:
+            list(engine.parse([(None, ParseJob("warm.md", b"warm"))], Chunker()))
+            ingestor = Ingestor(Settings.resolve({"index_dir": base / "idx"}, env={}), embedders=embedders,
+                                progress=False, engine=engine)
+            with file_access_as_nobody():
+                report = ingestor.run([docs])
         assert report.failed == [{"path": str(secret), "reason": "permission denied: the file is not readable"}]
         assert report.added == 3
 
