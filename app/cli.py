@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from app.cli_common import embedder_option, fatal, open_retriever, settings_from
+from app.cli_common import embedder_option, fatal, open_retriever, settings_from, storage_failure
 from app.finetune_cli import finetune
 from rag.retrieve.retriever import Mode
 
@@ -76,7 +76,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
     except (IndexLockedError, EmbedderMismatchError, EmbedderError, IndexNotFoundError) as exc:
         fatal(str(exc))
     except (OSError, sqlite3.Error, RuntimeError) as exc:
-        fatal(f"{settings.index_dir}: cannot update the index ({type(exc).__name__}: {exc}); nothing was changed")
+        fatal(f"{settings.index_dir}: cannot update the index ({storage_failure(exc, settings.index_dir)}); the previous index is unchanged")
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:

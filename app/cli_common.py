@@ -1,7 +1,9 @@
 """What the ``rag`` commands share: settings from flags, the fatal one-line error, opening the index."""
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,6 +28,19 @@ def settings_from(ctx: click.Context, **flags: Any) -> Settings:
 def fatal(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_FATAL)
+
+
+def storage_failure(exc: Exception, folder: Path) -> str:
+    """Why writing to ``folder`` failed, in words: the OS's reason and file, or SQLite's and FAISS's, which
+    report a full disk as an I/O error; a disk with less than 1 MiB left is then named as full."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no reason given'}"
+    try:
+        full = shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        full = False
+    return f"No space left on device ({reason})" if full else reason
 
 
 def open_retriever(settings: Settings) -> Any:
