@@ -165,8 +165,17 @@ def _page_text(page: PageObject, number: int, bombs: list[int]) -> str:
 
 
 def _load_text(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
-    # a text file is one page: bytes past what max_page_chars keeps (4 bytes per character at most) are not decoded
-    return [Page(str(path), 1, _decode(data[: 4 * limits.max_page_chars + 4], warnings))]
+    return [Page(str(path), 1, _decode(data[: _text_bytes(limits)], warnings))]
+
+
+def _text_bytes(limits: ParseLimits) -> int:
+    """A text file is one page: past what max_page_chars keeps (4 bytes a character at most), bytes are not read."""
+    return 4 * limits.max_page_chars + 4
+
+
+def bytes_to_parse(path: Path, data: bytes, limits: ParseLimits) -> bytes:
+    """The part of ``data`` that loading ``path`` within ``limits`` reads: what a parse worker needs to be sent."""
+    return data[: _text_bytes(limits)] if LOADERS.get(path.suffix.lower()) is _load_text else data
 
 
 def _load_html(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ingest.chunking import Chunker
 from ingest.engines import Engine, LocalEngine, Parsed, ParseJob, peak_rss_mb
-from ingest.loaders import LoadError, ParseLimits, check_supported, read_source
+from ingest.loaders import LoadError, ParseLimits, bytes_to_parse, check_supported, read_source
 from ingest.scan import scan
 from rag.config import Settings
 from rag.documents import Chunk, Page
@@ -287,7 +287,7 @@ class _Run:
         if twin is not None and twin.path != key:
             self._copy_twin(record, twin, is_new=known is None)
             return None
-        return _ToParse(record, known, stat), ParseJob(key, data)
+        return _ToParse(record, known, stat), ParseJob(key, bytes_to_parse(path, data, self.ingestor.limits))
 
     def accept(self, todo: _ToParse, parsed: Parsed) -> None:
         """Queue a parsed file for embedding, or record why it cannot be indexed."""

@@ -20,8 +20,10 @@ RAG = [sys.executable, "-m", "app.cli"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
 
-def rag(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*RAG, *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout)
+def rag(*args: str, timeout: float = 300, config: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess; ``config`` is a rag.toml for it (RAG_CONFIG)."""
+    env = {**ENV, "RAG_CONFIG": str(config)} if config else ENV
+    return subprocess.run([*RAG, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 
 def start_rag(*args: str) -> subprocess.Popen:
