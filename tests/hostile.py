@@ -92,7 +92,7 @@ def image_only_pdf(folder: Path) -> Path:
 def invalid_bytes_text(folder: Path) -> Path:
     """Valid UTF-8 text, Chinese and English, with three bytes that are not UTF-8 in the middle."""
     path = folder / "mostly-fine.txt"
-    path.write_bytes("The pump restarts after 40 seconds.\n".encode() * 50 + b"\xff\xfe\x80"
+    path.write_bytes(b"The pump restarts after 40 seconds.\n" * 50 + b"\xff\xfe\x80"
                      + "水泵在四十秒后重新启动。\n".encode() * 50)
     return path
 
