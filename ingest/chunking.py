@@ -7,6 +7,7 @@ Example:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -16,6 +17,7 @@ from rag.documents import Chunk, Page
 from rag.text import clean_text, estimate_tokens, strip_repeated_lines
 
 # Paragraphs first, then sentence ends of both scripts, then clauses, then words, then characters.
+_WHITESPACE = re.compile(r"\s*")
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", "、", ", ", " ", ""]
 
 
@@ -42,8 +44,8 @@ class Chunker:
     def split(self, pages: Sequence[Page]) -> list[Chunk]:
         """Chunks of already cleaned pages, in page order; linear in the pages' length.
 
-        Each chunk's span is found from the previous chunk's start (chunks come in order and overlap),
-        not with the splitter's ``add_start_index``: that searches from a character offset computed
+        Each chunk's span is found next to the previous chunk (see :func:`_place`), not with the
+        splitter's ``add_start_index``: that searches from a character offset computed
         with the overlap in tokens, misses, and restarts from the top of the page, which made a
         single 2 MB page take seconds and a 50 MB one most of an hour.
         """
@@ -56,11 +58,25 @@ class Chunker:
         )
         chunks = []
         for page in pages:
-            cursor = 0
+            end = 0
             for text in splitter.split_text(page.text):
-                start = page.text.find(text, cursor)
-                if start < 0:  # not expected: the splitter returns pieces of the page in order
-                    start = page.text.find(text)
+                start = _place(page.text, text, end)
                 chunks.append(Chunk(page.source, page.number, start, start + len(text), text))
-                cursor = start + 1
+                end = max(end, start + len(text))
         return chunks
+
+
+def _place(page: str, text: str, previous_end: int) -> int:
+    """Where chunk ``text`` starts in ``page``, given where the chunks before it ended.
+
+    Chunks come in order, and only whitespace lies between one chunk and the text the next adds. So the
+    start is the last occurrence that begins no later than the previous end plus the whitespace after
+    it and ends after the previous end: in repetitive text (``000000`` then ``00``) never a place inside
+    the previous chunk, so the chunks cover the whole page. A piece that adds nothing (the splitter
+    sometimes repeats the tail of an over-long word) is the last occurrence that ends by then.
+    """
+    latest = _WHITESPACE.match(page, previous_end).end()  # type: ignore[union-attr]  # r"\s*" always matches
+    start = page.rfind(text, max(0, previous_end - len(text) + 1), latest + len(text))
+    if start < 0:
+        start = page.rfind(text, 0, latest + len(text))
+    return start if start >= 0 else page.find(text)  # not expected: the splitter returns pieces of the page
