@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Generic, Iterable, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,8 @@ Batches = Iterator[tuple[list[int], np.ndarray]]
 
 
 OUT_OF_MEMORY = "parsing needs more memory than a parse worker may use (parse_memory_mb)"
+OUT_OF_MEMORY_EXIT = 86
+"""A parse worker's exit status when even receiving its file would exceed its memory limit."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,8 @@ class LocalEngine(Engine):
             outcome = worker.outcome()
             if isinstance(outcome, Parsed):
                 done[task.number] = (task.context, outcome)
+            elif outcome == "died" and worker.process.exitcode == OUT_OF_MEMORY_EXIT:
+                done[task.number] = (task.context, Parsed(task.job.path, error=OUT_OF_MEMORY))
             elif outcome == "died" and not task.retried:
                 retries.append(replace(task, retried=True))
             elif outcome == "died":
@@ -259,14 +263,11 @@ class _Worker:
         except OSError:  # died between tasks: outcome() sees it and the task is retried
             pass
 
-    def outcome(self) -> Parsed | str:
+    def outcome(self) -> Parsed | Literal["busy", "died", "timeout"]:
         """The finished task's result, or ``busy``, ``died`` or ``timeout`` (the worker is then killed)."""
         try:
             if self.connection.poll():
                 parsed = self.connection.recv()
-                if isinstance(parsed, str):  # the worker could not even take the job in
-                    assert self.task is not None
-                    parsed = Parsed(self.task.job.path, error=parsed)
                 self.task = None
                 return parsed
         except (EOFError, OSError, pickle.UnpicklingError):
@@ -310,9 +311,8 @@ def _serve(connection: Connection, memory_mb: int) -> None:
             job, chunker, limits = connection.recv()
         except EOFError:
             return
-        except MemoryError:
-            connection.send(OUT_OF_MEMORY)
-            continue
+        except MemoryError:  # the job did not fit: the pipe is left mid-message, so this worker is done
+            os._exit(OUT_OF_MEMORY_EXIT)
         connection.send(parse_file(job, chunker, limits))
 
 
