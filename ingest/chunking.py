@@ -8,8 +8,9 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -39,7 +40,7 @@ class Chunker:
     def clean(self, pages: Sequence[Page]) -> list[Page]:
         """Pages with running headers and footers removed and extraction artefacts repaired."""
         texts = strip_repeated_lines([page.text for page in pages])
-        return [Page(page.source, page.number, clean_text(text)) for page, text in zip(pages, texts)]
+        return [Page(page.source, page.number, clean_text(text)) for page, text in zip(pages, texts, strict=True)]
 
     def split(self, pages: Sequence[Page]) -> list[Chunk]:
         """Chunks of already cleaned pages, in page order; linear in the pages' length.

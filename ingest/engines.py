@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -27,11 +28,13 @@ import resource
 import socket
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection
+from functools import partial
 from itertools import chain, islice
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Generic, Iterable, Iterator, Literal, Sequence, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -129,7 +132,7 @@ class Engine:
     def close(self) -> None:
         """Stop whatever the engine started."""
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -348,7 +351,7 @@ class RayEngine(Engine):
             if address and address != "auto":
                 _check_reachable(address)
             ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                     log_to_driver=False, logging_level="warning", configure_logging=True)
+                     log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
         from ray.data import DataContext
 
         context = DataContext.get_current()
@@ -362,7 +365,7 @@ class RayEngine(Engine):
 
         for group in self._groups(iter(jobs)):
             items = [{"seq": i, "job": pickle.dumps(job)} for i, (_, job) in enumerate(group)]
-            dataset = ray.data.from_items(items).map(_parse_row, fn_kwargs={"chunker": chunker, "limits": limits})
+            dataset = ray.data.from_items(items).map(partial(_parse_row, chunker=chunker, limits=limits))
             results = sorted(dataset.iter_rows(), key=lambda row: row["seq"])
             for (context, _), row in zip(group, results, strict=True):
                 yield context, pickle.loads(row["parsed"])

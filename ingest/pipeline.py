@@ -11,10 +11,11 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -205,7 +206,7 @@ class Ingestor:
                     continue
                 writer.remove_file(path)
                 report.removed += 1
-            kept = {key: writer.live_manifest[key] for key in ("chunker", "tokenizer") if key in writer.live_manifest}
+            kept: dict[str, Any] = {key: writer.live_manifest[key] for key in ("chunker", "tokenizer") if key in writer.live_manifest}
             self._publish(writer, report, embedder, {**kept, "next_chunk_id": next_chunk_id})
         report.seconds = time.perf_counter() - started
         return report
@@ -372,7 +373,7 @@ class _Run:
 
     def _embed_missing(self, texts: list[str], shas: list[str], vectors: dict[str, np.ndarray]) -> None:
         todo: dict[str, str] = {}
-        for text, sha in zip(texts, shas):
+        for text, sha in zip(texts, shas, strict=True):
             if sha not in vectors:
                 todo.setdefault(sha, text)
         if not todo:
@@ -386,7 +387,7 @@ class _Run:
         for positions, batch in self.engine.embed(embedder, [todo[s] for s in order]):
             batch_shas = [order[i] for i in positions]
             self.writer.pending.put(batch_shas, batch)
-            vectors.update(zip(batch_shas, batch))
+            vectors.update(zip(batch_shas, batch, strict=True))
             batches.update(len(batch))
             done += len(batch)
             self.ingestor.report_progress("embedding", done, len(order))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ENV_VARS = {
     "index_dir": "RAG_INDEX",
@@ -64,7 +65,7 @@ class Settings:
         flags: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         config_file: Path | None = None,
-    ) -> "Settings":
+    ) -> Settings:
         """Merge defaults, the config file, environment variables and flags (``None`` flags are unset)."""
         env = os.environ if env is None else env
         settings = cls()
@@ -76,7 +77,7 @@ class Settings:
         given = {k: v for k, v in (flags or {}).items() if v is not None}
         return settings._updated(given, origin="command line")
 
-    def _updated(self, values: Mapping[str, Any], origin: str) -> "Settings":
+    def _updated(self, values: Mapping[str, Any], origin: str) -> Settings:
         known = {f.name: f for f in fields(self)}
         changes: dict[str, Any] = {}
         for key, value in values.items():

@@ -5,8 +5,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class IndexWriter:
         """Where :meth:`commit` spent its time: ``dense`` (removals, graph upkeep, saving), ``bm25``
         (reading every chunk's tokens and rebuilding), ``publish`` (manifest, rename, clean-up)."""
 
-    def __enter__(self) -> "IndexWriter":
+    def __enter__(self) -> IndexWriter:
         self._lock.__enter__()
         try:
             collect_garbage(self.index_dir)
@@ -120,11 +121,11 @@ class IndexWriter:
     def known_vectors(self, text_shas: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors already computed for these chunk texts: in the index, or pending from an earlier run."""
         found = self.pending.get(text_shas)
-        ids = {sha: self.store.chunk_id_with_text(sha) for sha in text_shas if sha not in found}
-        ids = {sha: chunk_id for sha, chunk_id in ids.items() if chunk_id is not None}
+        looked_up = {sha: self.store.chunk_id_with_text(sha) for sha in text_shas if sha not in found}
+        ids = {sha: chunk_id for sha, chunk_id in looked_up.items() if chunk_id is not None}
         dense = self._dense_index()
         if ids and dense is not None:
-            found.update(zip(ids, dense.vectors(list(ids.values()))))
+            found.update(zip(ids, dense.vectors(list(ids.values())), strict=True))
         return found
 
     def _dense_for(self, dimension: int) -> DenseIndex:
