@@ -26,9 +26,11 @@ lint: install
 	$(BIN)/ruff check rag ingest eval app bench tests
 	$(BIN)/mypy rag ingest eval app
 
-# The long reliability trials (kill -9 during ingest, hostile files at full size); prints its counts.
+# The long reliability trials (30 kill -9 trials, full-disk levels, hostile files at full size, fuzzing
+# with ten times the examples); prints its counts.
 soak: install
 	$(BIN)/python -m pytest tests/reliability -m soak -s
+	RAG_FUZZ_EXAMPLES=1500 $(BIN)/python -m pytest tests/reliability/test_fuzz.py -q
 
 # Ingest and query benchmarks against LangChain baselines: bench/results.json and bench/RESULTS.md.
 bench: install

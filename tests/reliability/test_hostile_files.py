@@ -93,6 +93,37 @@ def test_soak_hostile_files_at_full_size_under_the_default_limits(tmp_path: Path
     assert peak["parse_worker"] < Settings.parse_memory_mb
 
 
+@pytest.mark.soak
+def test_soak_each_hostile_file_alone_time_and_memory(tmp_path: Path, tiny_sentence_transformer: Path):
+    """One `rag ingest` per hostile file at full size, under the default limits: its time and peak memory."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    makers = {
+        "encrypted PDF": hostile.encrypted_pdf, "truncated PDF": hostile.truncated_pdf, "zero-byte": hostile.zero_byte,
+        "1,000-page PDF": lambda folder: hostile.many_pages_pdf(folder, 1000),
+        "stream bomb (2 GB inflated)": lambda folder: hostile.stream_bomb_pdf(folder, inflated_mb=2048),
+        "image-only PDF": hostile.image_only_pdf, "invalid bytes in text": hostile.invalid_bytes_text,
+        "200 MB one-line text": lambda folder: hostile.big_text(folder, 200),
+        "100 nested folders": lambda folder: hostile.nested_folders(folder, 100).parents[99],
+    }
+    rows = []
+    for what, make in makers.items():
+        folder = docs / f"case-{len(rows)}"
+        folder.mkdir()
+        target = make(folder)
+        started = time.monotonic()
+        result = rag("ingest", str(target), "--index", str(tmp_path / f"index-{len(rows)}"), "--json",
+                     "--embedder", str(tiny_sentence_transformer))
+        seconds = time.monotonic() - started
+        summary = json.loads(result.stdout)
+        outcome = summary["failed"][0]["reason"] if summary["failed"] else f"{summary['chunks']} chunks"
+        peak = summary["peak_rss_mb"]
+        rows.append(f"| {what} | {seconds:.1f} | {peak['ingest']:.0f} | {peak['parse_worker']:.0f} | {outcome[:70]} |")
+        assert result.returncode in (0, 3) and seconds < 300 and peak["parse_worker"] < Settings.parse_memory_mb
+    print("\n| file | seconds | peak RSS ingest (MiB) | peak RSS parse worker (MiB) | outcome |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
 def test_a_file_over_the_size_limit_is_not_read(tmp_path: Path, tiny_sentence_transformer: Path):
     docs = tmp_path / "docs"
     docs.mkdir()
