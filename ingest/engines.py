@@ -48,8 +48,6 @@ T = TypeVar("T")
 Batches = Iterator[tuple[list[int], np.ndarray]]
 """``(positions in the texts, their vectors)``, batch by batch."""
 
-
-
 OUT_OF_MEMORY = "parsing needs more memory than a parse worker may use (parse_memory_mb)"
 OUT_OF_MEMORY_EXIT = 86
 """A parse worker's exit status when even receiving its file would exceed its memory limit."""
@@ -219,7 +217,8 @@ class LocalEngine(Engine):
             elif outcome == "died" and not task.retried:
                 retries.append(replace(task, retried=True))
             elif outcome == "died":
-                done[task.number] = (task.context, Parsed(task.job.path, error=f"the parser crashed twice on this file ({worker.death})"))
+                death = _death(worker.process.exitcode)
+                done[task.number] = (task.context, Parsed(task.job.path, error=f"the parser crashed twice on this file ({death})"))
             elif outcome == "timeout":
                 done[task.number] = (task.context, Parsed(task.job.path, error=f"parsing took longer than {self.timeout:g} s "
                                                                               "(parse_timeout_s); the worker was stopped"))
@@ -250,7 +249,6 @@ class _Worker:
         self._context.set_forkserver_preload(["ingest.engines"])
         self.task: _Task[Any] | None = None
         self.deadline = 0.0
-        self.death = ""
         self._spawn()
 
     def _spawn(self) -> None:
@@ -277,7 +275,6 @@ class _Worker:
             pass
         if not self.process.is_alive() or self.connection.closed:
             self.process.join()
-            self.death = _death(self.process.exitcode)
             self.task = None
             return "died"
         if time.monotonic() >= self.deadline:

@@ -142,12 +142,13 @@ def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str])
         raise LoadError(f"cannot parse PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
     if not pages:
         raise LoadError("PDF has no pages (corrupt or truncated)")
+    has_text = any(page.text.strip() for page in pages)
     if bombs:
         where = f"page {bombs[0]}" if len(bombs) == 1 else f"{len(bombs)} pages, from page {bombs[0]}"
-        if not any(page.text.strip() for page in pages):
+        if not has_text:
             raise LoadError(f"content streams inflate past pypdf's size limit on {where} (a decompression bomb?); nothing to index")
         warnings.append(f"{where} skipped: content streams inflate past pypdf's size limit (a decompression bomb?)")
-    if not any(page.text.strip() for page in pages):
+    if not has_text:
         raise LoadError(f"no text layer in any of its {len(pages)} pages (scanned or image-only PDF; OCR is not supported)")
     return pages
 
