@@ -120,6 +120,22 @@ def test_llm_rewrites_join_the_fusion(index_dir: Path, embedder):
     assert any("rewrite-1/bm25" in hit.found_by for hit in result.hits)
 
 
+def test_offline_variants_run_only_for_the_configured_languages(index_dir: Path, embedder):
+    def rewriter(query: str, n: int) -> list[str]:
+        return ["quokka marsupial island"]
+
+    config = RetrieverConfig(gate=False, variant_languages=("zh",), dedup=False)
+    offline = Retriever(Index.open(index_dir), embedder, config=config)
+    english = offline.search("warranty of the lantern", mode=Mode.FUSION, k=5)
+    assert english.fusion_ran is False and "did not help en questions" in english.gate_reason
+    hybrid = offline.search("warranty of the lantern", mode=Mode.HYBRID, k=5)
+    assert [h.chunk.id for h in english.hits] == [h.chunk.id for h in hybrid.hits]
+    assert [v.name for v in offline.search("保修期多长", mode=Mode.FUSION, k=5).variants] == ["keywords", "feedback"]
+    with_llm = Retriever(Index.open(index_dir), embedder, config=config, rewriter=rewriter)
+    result = with_llm.search("what animal lives near Perth", mode=Mode.FUSION, k=2)
+    assert result.fusion_ran is True and [v.name for v in result.variants] == ["rewrite-1"]  # rewrites, for every language
+
+
 def test_filters_restrict_paths_languages_and_pages(retriever: Retriever):
     only_pdf = retriever.search("warranty", mode=Mode.HYBRID, k=10, filters=Filters.parse(paths=["*.pdf"]))
     assert only_pdf.hits and all(h.source.endswith(".pdf") for h in only_pdf.hits)
