@@ -21,8 +21,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "mode_dense": ("Dense (embeddings)", "向量检索"),
     "mode_bm25": ("BM25 (keywords)", "BM25 关键词"),
     "fusion": ("RAG-Fusion (query variants)", "RAG-Fusion（多查询融合）"),
-    "fusion_help": ("When the first pass looks unsure, search again with query variants and fuse all lists.",
-                    "首轮结果不确定时，用改写后的多个查询再检索，并融合所有结果。"),
+    "fusion_help": ("When the first pass looks unsure, search again with query variants and fuse all lists. With the "
+                    "default embedder the variants are the LLM's rewrites: without an LLM this is the hybrid search.",
+                    "首轮结果不确定时，用改写后的多个查询再检索，并融合所有结果。默认嵌入模型下查询变体由 LLM 改写生成："
+                    "未配置 LLM 时即为混合检索。"),
     "top_k": ("Passages per answer", "每个回答使用的段落数"),
     "reranker": ("Reranker (cross-encoder folder; empty: none)", "重排序模型（cross-encoder 目录；留空则不用）"),
     "backend": ("Answer with", "回答方式"),
