@@ -7,6 +7,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,27 @@ def _is_heading(text: str) -> bool:
     return len(text) < 40 and not text.rstrip(" )]）】").endswith(tuple(".!?;。！？；"))
 
 
+def word_share(sentences: list[set[str]], question: set[str], local_idf: bool = True) -> np.ndarray:
+    """Each sentence's share of the question's words. With ``local_idf`` each word weighs
+    ``log(1 + n / (1 + sentences holding it))`` over these ``n`` sentences: the topic's name, which
+    most retrieved sentences repeat, counts less than the words that ask for something in particular
+    ("天敌", "墓碑").
+
+    Example:
+        >>> word_share([{"quokka", "island"}, {"quokka", "eat", "leaves"}], {"quokka", "eat"}).round(2).tolist()
+        [0.42, 1.0]
+    """
+    if not question:
+        return np.zeros(len(sentences))
+    words = sorted(question)
+    if local_idf:
+        weights = np.array([math.log(1 + len(sentences) / (1 + sum(word in s for s in sentences))) for word in words])
+    else:
+        weights = np.ones(len(words))
+    held = np.array([[word in s for word in words] for s in sentences], dtype=np.float64).reshape(len(sentences), len(words))
+    return held @ weights / weights.sum()
+
+
 @dataclass
 class _Sentence:
     passage: int
@@ -53,7 +75,8 @@ class ExtractiveGenerator:
 
     def __init__(self, embedder: Embedder, tokenizer: BM25Tokenizer, max_sentences: int = 5,
                  diversity: float = 0.3, dense_weight: Callable[[str], float] | None = None,
-                 semantic_weight: float = 1.0, cutoff: float = 0.4, rank_discount: float = 0.1) -> None:
+                 semantic_weight: float = 0.5, cutoff: float = 0.4, rank_discount: float = 0.1,
+                 local_idf: bool = True) -> None:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.max_sentences = max_sentences
@@ -63,6 +86,8 @@ class ExtractiveGenerator:
         self.cutoff = cutoff
         self.rank_discount = rank_discount
         """Relevance is divided by ``1 + rank_discount * (passage rank - 1)``: later passages count less."""
+        self.local_idf = local_idf
+        """Weigh the question's words by how few candidate sentences hold them (see :func:`word_share`)."""
 
     def count_tokens(self, text: str) -> int:
         return len(text)
@@ -81,7 +106,7 @@ class ExtractiveGenerator:
         query_tokens = set(self.tokenizer.tokenize(question))
         asked = language_of(question)
         languages = [language_of(s.text) for s in sentences]
-        overlap = np.array([len(s.tokens & query_tokens) / max(1, len(query_tokens)) for s in sentences])
+        overlap = word_share([s.tokens for s in sentences], query_tokens, self.local_idf)
         weight = self.semantic_weight * (self._dense_weight(question) if self._dense_weight else 1.0)
         question_vector = self.embedder.encode([question], Role.QUERY)[0]
         sentence_vectors = self.embedder.encode([s.text for s in sentences], Role.PASSAGE)

@@ -80,6 +80,10 @@ class RetrieverConfig:
     """The original query vector's share of the moved one."""
     dense_feedback_languages: tuple[str, ...] = ("en", "zh")
     """Query languages (:func:`rag.text.language_of`) that get the feedback pass."""
+    dense_feedback_min_chunks: int = 100
+    """...in a knowledge base of at least this many chunks: in a smaller one the first pass's top chunks
+    are a large part of everything (the demo documents' 8 chunks: half), not a sample of the answer's
+    neighbourhood, and the moved vector drifts toward the whole collection."""
     variant_languages: tuple[str, ...] = ("en", "zh")
     """Query languages whose questions get the offline variants (keywords, feedback); LLM rewrites, when a
     rewriter is set, run for every language."""
@@ -279,8 +283,8 @@ class Retriever:
 
     def _wants_dense_feedback(self, query: str, lists: dict[str, Ranking], dense_weight: float) -> bool:
         c = self.config
-        return (c.dense_feedback_docs > 0 and dense_weight > 0 and "original/bm25" in lists and "original/dense" in lists
-                and language_of(query) in c.dense_feedback_languages)
+        return (c.dense_feedback_docs > 0 and dense_weight > 0 and "original/bm25" in lists and bool(lists.get("original/dense"))
+                and language_of(query) in c.dense_feedback_languages and len(self.index.sparse) >= c.dense_feedback_min_chunks)
 
     def _dense_feedback(self, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float,
                         allowed: np.ndarray | None) -> QueryVariant:

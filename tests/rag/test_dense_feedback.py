@@ -39,7 +39,7 @@ def _retrievers(index_dir: Path, embedder, config: RetrieverConfig) -> tuple[Ret
 
 
 def test_the_second_dense_search_uses_the_query_moved_toward_the_first_pass_top_chunks(demo_index: Path, embedder):
-    config = replace(FEEDBACK, dense_feedback_languages=("en", "zh"))
+    config = replace(FEEDBACK, dense_feedback_languages=("en", "zh"), dense_feedback_min_chunks=0)
     with_feedback, without = _retrievers(demo_index, embedder, config)
     for question in ("室外传感器的电池能用多久？", "How long does a full charge from the sun take?"):
         question_vector = embedder.encode([question], Role.QUERY)[0]
@@ -54,9 +54,12 @@ def test_the_second_dense_search_uses_the_query_moved_toward_the_first_pass_top_
         assert float(moved @ question_vector) < 0.999  # the vector really moved
 
 
-def test_only_the_configured_languages_get_the_feedback_pass(demo_index: Path, embedder):
+def test_only_the_configured_languages_and_large_enough_knowledge_bases_get_the_feedback_pass(demo_index: Path, embedder):
     assert FEEDBACK.dense_feedback_docs > 0 and FEEDBACK.dense_feedback_languages == ("zh",)
-    with_feedback, without = _retrievers(demo_index, embedder, FEEDBACK)
+    assert len(Index.open(demo_index).sparse) < FEEDBACK.dense_feedback_min_chunks
+    small, _ = _retrievers(demo_index, embedder, FEEDBACK)
+    assert "dense feedback" not in small.search("室外传感器的电池能用多久？", mode=Mode.HYBRID, k=10).timings
+    with_feedback, without = _retrievers(demo_index, embedder, replace(FEEDBACK, dense_feedback_min_chunks=0))
     english = "How long does a full charge from the sun take?"
     result = with_feedback.search(english, mode=Mode.HYBRID, k=10)
     assert "dense feedback" not in result.timings

@@ -10,7 +10,7 @@ from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.generate.base import GenerationError, GenerationRequest
 from rag.generate.citations import check_citations
-from rag.generate.extractive import ExtractiveGenerator
+from rag.generate.extractive import ExtractiveGenerator, word_share
 from rag.generate.factory import make_generator
 from rag.generate.prompt import SYSTEM_PROMPT, Passage, build_messages, fit_passages
 from rag.index import Index
@@ -159,3 +159,15 @@ def test_a_quoted_header_says_when_the_documents_are_in_another_language():
     assert quoted_header("How long is the warranty?", "The warranty lasts two years.") is None
     assert split_header("Quoted from the documents, in Chinese:\n保修一年。 [1]") == ("Quoted from the documents, in Chinese:", "保修一年。 [1]")
     assert split_header("Quoted text: only one line [1]") == ("", "Quoted text: only one line [1]")
+
+
+def test_words_that_every_candidate_sentence_repeats_count_less():
+    tokenizer = BM25Tokenizer()
+    sentences = ["The quokka lives on Rottnest Island.", "The quokka is a small marsupial.",
+                 "The quokka eats leaves and grasses.", "Its main predators are foxes and cats."]
+    tokens = [set(tokenizer.tokenize(s)) for s in sentences]
+    question = set(tokenizer.tokenize("What are the quokka's predators?"))
+    plain, weighted = word_share(tokens, question, local_idf=False), word_share(tokens, question)
+    assert len(set(plain.round(6))) == 1  # by plain share of words every sentence ties
+    assert weighted.argmax() == 3 and weighted[3] > 0.55 > weighted[0] == weighted[1] == weighted[2]
+    assert word_share(tokens, set()).tolist() == [0.0] * 4
