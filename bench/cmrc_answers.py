@@ -9,7 +9,7 @@ pipeline (fusion retrieval, extractive backend, abstention on). ``--split`` take
 bench/harness.py (or ``all``), of which ``-n`` questions are drawn at random with a fixed seed (the
 questions are ordered by passage, so the first ones would stand for a few passages only). ``--grid``
 answers the same questions with several sentence-picker settings (semantic weight, cut-off, sentence
-order) against one retrieval pass, the previous behaviour included, and prints one line each.
+count, rank discount, local idf) against one retrieval pass, the previous behaviour included, and prints one line each.
 """
 from __future__ import annotations
 
@@ -97,13 +97,13 @@ def main() -> None:
     print(json.dumps({**head, "settings": "default", **rates(default, cases),
                       "p50_ms": round(statistics.median(latencies), 1)}), flush=True)
     if args.grid:
-        grid = itertools.product([0.0, 0.5, 1.0, 2.0], [0.4, 0.6], [4, 5], [0.0, 0.1])
-        for weight, cutoff, sentences, discount in grid:
+        grid = itertools.product([0.0, 0.5, 1.0, 2.0], [0.4, 0.6], [4, 5], [0.0, 0.1], [False, True])
+        for weight, cutoff, sentences, discount, local_idf in grid:
             generator = ExtractiveGenerator(retriever.embedder, retriever.tokenizer, max_sentences=sentences,
                                             dense_weight=retriever.dense_weight_for, semantic_weight=weight,
-                                            cutoff=cutoff, rank_discount=discount)
+                                            cutoff=cutoff, rank_discount=discount, local_idf=local_idf)
             print(json.dumps({**head, "semantic_weight": weight, "cutoff": cutoff, "max_sentences": sentences,
-                              "rank_discount": discount, **rates(generator, cases)}), flush=True)
+                              "rank_discount": discount, "local_idf": local_idf, **rates(generator, cases)}), flush=True)
 
 
 if __name__ == "__main__":
