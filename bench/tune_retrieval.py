@@ -39,6 +39,7 @@ from rag.retrieve import FusionMethod, Mode, Retriever, RetrieverConfig  # noqa:
 
 DATASETS = ("scifact", "rgb_zh", "cmrc2018")
 LANGUAGE = {"scifact": "en", "rgb_zh": "zh", "cmrc2018": "zh"}
+LANGUAGES = tuple(sorted(set(LANGUAGE.values())))
 SIGNIFICANT = 0.05
 DEV_QUERIES = 400
 """SciFact's 809 and CMRC2018's 2,156 dev questions are cut to their first 400 to keep the grid quick."""
@@ -98,7 +99,7 @@ def significant_languages(benches: dict[str, Bench], label: str, on: tuple[Retri
     """The query languages whose dev sets score higher under ``on`` than under ``off``, significantly
     (paired randomization over their questions, p < SIGNIFICANT); prints each language's test."""
     kept = []
-    for language in sorted(set(LANGUAGE.values())):
+    for language in LANGUAGES:
         names = [name for name in benches if LANGUAGE[name] == language]
         if not names:
             continue
@@ -121,7 +122,7 @@ def main() -> None:
     tuned = RetrieverConfig.for_embedder(next(iter(benches.values())).embedder.name)
     if not args.report_only:
         hybrid = search(benches, PREVIOUS, {"fusion": list(FusionMethod), "dense_weight": [0.5, 0.75, 1.0, 1.5, 2.0]}, Mode.HYBRID)
-        every_language = replace(hybrid, dense_feedback_languages=tuple(sorted(set(LANGUAGE.values()))))
+        every_language = replace(hybrid, dense_feedback_languages=LANGUAGES)
         feedback = search(benches, every_language, {"dense_feedback_docs": [0, 3, 4, 5],
                                                     "dense_feedback_original_weight": [0.4, 0.5, 0.6]}, Mode.HYBRID)
         if feedback.dense_feedback_docs:

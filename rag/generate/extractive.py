@@ -7,7 +7,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -45,11 +44,8 @@ def word_share(sentences: list[set[str]], question: set[str], local_idf: bool = 
     if not question:
         return np.zeros(len(sentences))
     words = sorted(question)
-    if local_idf:
-        weights = np.array([math.log(1 + len(sentences) / (1 + sum(word in s for s in sentences))) for word in words])
-    else:
-        weights = np.ones(len(words))
     held = np.array([[word in s for word in words] for s in sentences], dtype=np.float64).reshape(len(sentences), len(words))
+    weights = np.log1p(len(sentences) / (1 + held.sum(axis=0))) if local_idf else np.ones(len(words))
     return held @ weights / weights.sum()
 
 

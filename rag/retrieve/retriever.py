@@ -292,9 +292,7 @@ class Retriever:
         search of the moved vector in place of the first one."""
         assert original.vector is not None
         first = {"original/bm25": lists["original/bm25"], "original/dense": lists["original/dense"]}
-        if self.config.complete_scores and self.config.fusion is not FusionMethod.RRF:
-            first = self._completed(first, [original])
-        top = [chunk_id for chunk_id, _ in self._fuse(first, dense_weight)[: self.config.dense_feedback_docs]]
+        top = [chunk_id for chunk_id, _ in self._ranking(first, [original], dense_weight)[: self.config.dense_feedback_docs]]
         moved = replace(original, vector=rocchio(original.vector, self.index.vectors(top), self.config.dense_feedback_original_weight))
         lists.update(self._lists(moved, True, allowed, bm25=False))
         return moved
@@ -378,6 +376,16 @@ class Retriever:
             completed[key] = [(int(union[i]), float(scores[i])) for i in order]
         return completed
 
+    def _ranking(self, lists: dict[str, Ranking], variants: list[QueryVariant], dense_weight: float) -> Ranking:
+        """The lists as one ranking: score fusion first completes each list with the real scores of the
+        others' chunks. ``lists`` itself is left as found, so provenance (found_by) stays with what each
+        list found in its own top ``depth``."""
+        if len(lists) == 1:
+            return next(iter(lists.values()))
+        if self.config.complete_scores and self.config.fusion is not FusionMethod.RRF:
+            lists = self._completed(lists, variants)
+        return self._fuse(lists, dense_weight)
+
     def _fuse(self, lists: dict[str, Ranking], dense_weight: float) -> Ranking:
         weights = []
         for key in lists:
@@ -421,10 +429,7 @@ class Retriever:
                 for variant in result.variants:
                     lists.update(self._lists(variant, dense_weight > 0, allowed))
                 clock.lap("variants")
-        fused = lists  # provenance (found_by) stays with what each list found in its own top ``depth``
-        if len(lists) > 1 and self.config.complete_scores and self.config.fusion is not FusionMethod.RRF:
-            fused = self._completed(lists, [original, *result.variants])
-        ranking = next(iter(fused.values())) if len(fused) == 1 else self._fuse(fused, dense_weight)
+        ranking = self._ranking(lists, [original, *result.variants], dense_weight)
         clock.lap("fuse")
         reranking = rerank and self.reranker is not None
         depth = max(k, self.config.rerank_depth) if reranking else k
