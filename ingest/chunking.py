@@ -15,11 +15,17 @@ from typing import Any
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.documents import Chunk, Page
-from rag.text import clean_text, estimate_tokens, strip_repeated_lines
+from rag.text import TABLE_ROW, clean_text, estimate_tokens
 
 # Paragraphs first, then sentence ends of both scripts, then clauses, then words, then characters.
 _WHITESPACE = re.compile(r"\s*")
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", "、", ", ", " ", ""]
+
+
+_SEPARATOR_ROW = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
+LAYOUT = "pdfium-layout/1"
+"""Which PDF reader made the pages (see :mod:`ingest.pdf_layout`): recorded in the manifest, so a new one
+re-reads every file."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,10 @@ class Chunker:
     """Clean pages (see :func:`rag.text.clean_text`) and split them into chunks of about
     ``chunk_size`` tokens that overlap by about ``chunk_overlap`` tokens.
 
-    Each chunk stays within one page and records its character span in the cleaned page text.
+    Each chunk stays within one page and records its character span in the cleaned page text. Tables
+    (Markdown rows, as the PDF layout and Markdown files write them) are split between rows, never inside
+    one, without overlap, and a table's header row goes first in each of its chunks: a chunk past the
+    first is its header, a line break, then its own span of the page.
     """
 
     chunk_size: int = 200
@@ -35,12 +44,12 @@ class Chunker:
 
     def describe(self) -> dict[str, Any]:
         return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap, "unit": "estimated tokens",
-                "separators": SEPARATORS}
+                "separators": SEPARATORS, "tables": "rows, header repeated", "pdf": LAYOUT}
 
     def clean(self, pages: Sequence[Page]) -> list[Page]:
-        """Pages with running headers and footers removed and extraction artefacts repaired."""
-        texts = strip_repeated_lines([page.text for page in pages])
-        return [Page(page.source, page.number, clean_text(text)) for page, text in zip(pages, texts, strict=True)]
+        """Pages with extraction artefacts repaired (a PDF's running heads are gone already: see
+        :func:`ingest.pdf_layout.running_lines`)."""
+        return [Page(page.source, page.number, clean_text(page.text)) for page in pages]
 
     def split(self, pages: Sequence[Page]) -> list[Chunk]:
         """Chunks of already cleaned pages, in page order; linear in the pages' length.
@@ -59,12 +68,69 @@ class Chunker:
         )
         chunks = []
         for page in pages:
-            end = 0
-            for text in splitter.split_text(page.text):
-                start = _place(page.text, text, end)
-                chunks.append(Chunk(page.source, page.number, start, start + len(text), text))
-                end = max(end, start + len(text))
+            for first, last, is_table in _segments(page.text):
+                if is_table:
+                    chunks += self._table_chunks(page, first, last)
+                    continue
+                segment, end = page.text[first:last], 0
+                for text in splitter.split_text(segment):
+                    start = _place(segment, text, end)
+                    chunks.append(Chunk(page.source, page.number, first + start, first + start + len(text), text))
+                    end = max(end, start + len(text))
         return chunks
+
+    def _table_chunks(self, page: Page, first: int, last: int) -> list[Chunk]:
+        """A table's rows packed into chunks of about ``chunk_size`` tokens (a longer row is a chunk of its
+        own), each after the first led by the table's header."""
+        rows: list[tuple[int, int]] = []
+        offset = first
+        for line in page.text[first:last].split("\n"):
+            rows.append((offset, offset + len(line)))
+            offset += len(line) + 1
+        header_rows = 2 if len(rows) > 2 and _SEPARATOR_ROW.match(page.text[rows[1][0]:rows[1][1]]) else 0
+        header = page.text[rows[0][0]:rows[header_rows - 1][1]] if header_rows else ""
+        budget = self.chunk_size - estimate_tokens(header)
+        chunks: list[Chunk] = []
+        start = rows[0][0]
+        used = 0
+        for row_start, row_end in rows[header_rows:] if header_rows else rows:
+            cost = estimate_tokens(page.text[row_start:row_end]) + 1
+            if used and used + cost > budget and row_start > start:
+                chunks.append(self._table_chunk(page, header, start, row_start - 1, first))
+                start, used = row_start, 0
+            used += cost
+        chunks.append(self._table_chunk(page, header, start, last, first))
+        return chunks
+
+    @staticmethod
+    def _table_chunk(page: Page, header: str, start: int, end: int, table_start: int) -> Chunk:
+        span = page.text[start:end]
+        text = span if start == table_start or not header else f"{header}\n{span}"
+        return Chunk(page.source, page.number, start, end, text)
+
+
+def _segments(text: str) -> list[tuple[int, int, bool]]:
+    """``(start, end, is a table)`` spans covering ``text``: runs of two or more Markdown table rows, and the
+    text between them."""
+    segments: list[tuple[int, int, bool]] = []
+    table_start = prose_start = offset = 0
+    rows = 0
+    for line in text.split("\n") + [""]:
+        if TABLE_ROW.match(line):
+            if rows == 0:
+                table_start = offset
+            rows += 1
+        else:
+            if rows >= 2:
+                if table_start > prose_start:
+                    segments.append((prose_start, table_start - 1, False))
+                segments.append((table_start, offset - 1, True))
+                prose_start = offset
+            rows = 0
+        offset += len(line) + 1
+    if prose_start < len(text):
+        segments.append((prose_start, len(text), False))
+    return [(a, b, t) for a, b, t in segments if text[a:b].strip()]
 
 
 def _place(page: str, text: str, previous_end: int) -> int:

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.pdf_layout import page_text, running_lines
 from rag.config import Settings
 from rag.documents import Page
+from rag.text import rejoin_hyphens
 
 if TYPE_CHECKING:
     from pypdf import PageObject
@@ -114,6 +116,8 @@ def _lenient(encoding: str, data: bytes) -> tuple[int, str]:
 
 
 def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
+    """pypdf opens the file (encryption, page count, content streams within its size limit); pdfium's
+    character boxes give each page's text in reading order (see :mod:`ingest.pdf_layout`)."""
     import io
 
     from pypdf import PdfReader
@@ -129,9 +133,7 @@ def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str])
         total = len(reader.pages)
         if total > limits.max_pages:
             warnings.append(f"only the first {limits.max_pages:,} of its {total:,} pages indexed (max_pages)")
-        bombs: list[int] = []
-        pages = [Page(str(path), number, _page_text(reader.pages[number - 1], number, bombs))
-                 for number in range(1, min(total, limits.max_pages) + 1)]
+        bombs = [number for number in range(1, min(total, limits.max_pages) + 1) if _inflates_too_far(reader.pages[number - 1])]
     except LoadError:
         raise
     except FileNotDecryptedError as exc:
@@ -140,8 +142,10 @@ def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str])
         raise LoadError(f"corrupt or truncated PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
     except Exception as exc:  # pypdf raises many types on malformed files; none may stop the run
         raise LoadError(f"cannot parse PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
-    if not pages:
+    if total == 0:
         raise LoadError("PDF has no pages (corrupt or truncated)")
+    pages = [Page(str(path), number, text) for number, text in
+             enumerate(_pdfium_texts(data, min(total, limits.max_pages), set(bombs)), start=1)]
     has_text = any(page.text.strip() for page in pages)
     if bombs:
         where = f"page {bombs[0]}" if len(bombs) == 1 else f"{len(bombs)} pages, from page {bombs[0]}"
@@ -150,20 +154,47 @@ def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str])
         warnings.append(f"{where} skipped: content streams inflate past pypdf's size limit (a decompression bomb?)")
     if not has_text:
         raise LoadError(f"no text layer in any of its {len(pages)} pages (scanned or image-only PDF; OCR is not supported)")
-    return pages
+    texts = rejoin_hyphens([page.text for page in pages])
+    return [Page(page.source, page.number, text) for page, text in zip(pages, texts, strict=True)]
 
 
-def _page_text(page: PageObject, number: int, bombs: list[int]) -> str:
-    """The page's text; empty for a broken page, whose ``number`` goes to ``bombs`` when a stream inflates too far."""
+def _inflates_too_far(page: PageObject) -> bool:
+    """Whether the page's content streams inflate past pypdf's size limit (a decompression bomb)."""
     from pypdf.errors import LimitReachedError
 
     try:
-        return page.extract_text() or ""
+        page.get_contents()
     except LimitReachedError:
-        bombs.append(number)
-        return ""
-    except Exception:  # a broken content stream on one page must not cost the rest of the file
-        return ""
+        return True
+    except Exception:  # a broken stream is pdfium's to read or skip, not a bomb
+        return False
+    return False
+
+
+def _pdfium_texts(data: bytes, pages: int, skipped: set[int]) -> list[str]:
+    """The text of the first ``pages`` pages in reading order; a page in ``skipped`` or one pdfium cannot
+    read is empty."""
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        raise LoadError(f"corrupt or truncated PDF (pdfium: {str(exc).rstrip('.')[:120]})") from exc
+    texts = []
+    try:
+        numbers = [n for n in range(1, min(pages, len(document)) + 1)]
+        running = running_lines(document[n - 1] for n in numbers if n not in skipped)
+        for number in numbers:
+            if number in skipped:
+                texts.append("")
+                continue
+            try:
+                texts.append(page_text(document[number - 1], running))
+            except Exception:  # a broken content stream on one page must not cost the rest of the file
+                texts.append("")
+    finally:
+        document.close()
+    return texts + [""] * (pages - len(texts))
 
 
 def _load_text(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:

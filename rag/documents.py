@@ -15,7 +15,8 @@ class Page:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A span of a page: ``page_text[start:end] == text``."""
+    """A span of a page: ``page_text[start:end] == text``, except that a chunk inside a table, past its first,
+    has the table's header rows and a line break before its span in ``text``."""
 
     source: str
     page: int

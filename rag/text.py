@@ -12,7 +12,6 @@ import logging
 import math
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
@@ -21,9 +20,15 @@ _CJK_PUNCT = re.compile("([\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 _HYPHEN_BREAK = re.compile(r"(?<=[^\W\d_])-\n(?=[a-z])")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK}\u3000-\u303f\uff00-\uffef])[ \t]+(?=[{CJK}\u3000-\u303f\uff00-\uffef])")
+_SPACE_AT_CJK_PUNCT = re.compile("(?<=[\u3000-\u303f\uff00-\uffef])[ \t]+|[ \t]+(?=[\u3000-\u303f\uff00-\uffef])")
 _SPACED_LETTERS = re.compile(r"(?<!\S)(?:[A-Za-z_()\[\]{}.,:=] ){4,}[A-Za-z_()\[\]{}.,:=](?!\S)")
 _SENTENCE_END = tuple(".!?:;。！？：；…”」』)）")
-_DIGITS = re.compile(r"\d+")
+SOFT_HYPHEN = "\u00ad"
+"""Marks a word broken at a line end (pdfium's mark for any hyphen there): see :func:`rejoin_hyphens`."""
+_BROKEN_WORD = re.compile(f"([^\\W_]+){SOFT_HYPHEN}([^\\W_]+)")
+_HYPHENATED = re.compile(r"([^\W_]+)-([^\W_]+)")
+TABLE_ROW = re.compile(r"^\|\s.*\s\|$")
+"""A Markdown table row, as the PDF layout writes tables (``| cell | cell |``): a line of its own."""
 
 
 def normalise(text: str) -> str:
@@ -36,15 +41,16 @@ def clean_text(text: str) -> str:
     """Repair extraction artefacts of one page.
 
     Strips NUL and control characters, applies :func:`normalise`, joins words hyphenated across
-    lines, removes spaces and line breaks that split CJK text, collapses spaced-out letters
+    lines, removes spaces and line breaks that split CJK text and spaces beside full-width punctuation
+    ("操作系统： Windows，"), collapses spaced-out letters
     (``d e f  m a i n`` from code listings) and reflows visual lines into paragraphs.
     """
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).replace(SOFT_HYPHEN, "")
     text = normalise(text).replace("\t", " ")
     text = _HYPHEN_BREAK.sub("", text)
     text = _SPACED_LETTERS.sub(lambda m: m.group(0).replace(" ", ""), text)
     text = _reflow(text)
-    text = _SPACE_BETWEEN_CJK.sub("", text)
+    text = _SPACE_AT_CJK_PUNCT.sub("", _SPACE_BETWEEN_CJK.sub("", text))
     return re.sub(r"[ \u00a0]{2,}", " ", text).strip()
 
 
@@ -58,7 +64,8 @@ def _reflow(text: str) -> str:
     paragraphs: list[str] = []
     current, last = "", ""
     for line in lines:
-        if current and (not line or last.endswith(_SENTENCE_END) or len(last) < short):
+        row = bool(TABLE_ROW.match(line)) or bool(TABLE_ROW.match(last))
+        if current and (not line or row or last.endswith(_SENTENCE_END) or len(last) < short):
             paragraphs.append(current)
             current = ""
         if line:
@@ -69,33 +76,66 @@ def _reflow(text: str) -> str:
     return "\n".join(paragraphs)
 
 
-def strip_repeated_lines(pages: Sequence[str], edge_lines: int = 2, min_pages: int = 3) -> list[str]:
-    """Drop running headers and footers: edge lines that recur (digits ignored) on half the pages or more."""
-    if len(pages) < min_pages:
-        return list(pages)
-    split = [page.split("\n") for page in pages]
+def rejoin_hyphens(pages: Sequence[str]) -> list[str]:
+    """Words broken at a line end (marked with :data:`SOFT_HYPHEN`) joined again, with the hyphen when the
+    document spells the word with one elsewhere ("FAA-approved", "work-hours") or when a part ends or starts
+    with a capital or a digit, and without it otherwise ("limi-tations").
 
-    def edge_lines_of(lines: list[str]) -> list[str]:
-        kept = [line.strip() for line in lines if line.strip()]
-        k = min(edge_lines, len(kept) // 3)  # a short page keeps most of its lines out of reach
-        return kept[:k] + kept[len(kept) - k :] if k else []
+    Example:
+        >>> rejoin_hyphens(["cor\u00adpus of work\u00adhours", "at 90 work-hours"])
+        ['corpus of work-hours', 'at 90 work-hours']
+    """
+    text = "\n".join(pages)
+    with_hyphen: dict[str, set[str]] = {}
+    for left, right in _HYPHENATED.findall(text):
+        with_hyphen.setdefault(left.casefold(), set()).add(right.casefold())
+    words = set(re.findall(r"[^\W_]+", _BROKEN_WORD.sub(" ", text).casefold()))
 
-    def edges(lines: list[str]) -> set[str]:
-        return {_DIGITS.sub("#", line) for line in edge_lines_of(lines)}
+    def join(match: re.Match[str]) -> str:
+        left, right = match.group(1), match.group(2)
+        rights = with_hyphen.get(left.casefold(), set())
+        if any(r.startswith(right.casefold()) or right.casefold().startswith(r) for r in rights):
+            return f"{left}-{right}"
+        if (left + right).casefold() in words:
+            return left + right
+        if left[-1].isupper() or left[-1].isdigit() or right[0].isupper() or right[0].isdigit():
+            return f"{left}-{right}"
+        return left + right
 
-    counts = Counter(key for lines in split for key in edges(lines))
-    threshold = max(min_pages, (len(pages) + 1) // 2)
-    repeated = {key for key, n in counts.items() if n >= threshold}
-    if not repeated:
-        return list(pages)
-    result = []
-    for lines in split:
-        edge_set = set(edge_lines_of(lines))
-        result.append("\n".join(
-            line for line in lines
-            if not (line.strip() in edge_set and _DIGITS.sub("#", line.strip()) in repeated)
-        ))
-    return result
+    return [_BROKEN_WORD.sub(join, page) for page in pages]
+
+
+_ABBREVIATIONS = frozenset(
+    "al e.g i.e etc vs cf fig figs eq eqs no nos vol vols pp p ch sec sect approx ca dr mr mrs ms prof st jr sr "
+    "inc ltd co corp dept univ jan feb mar apr jun jul aug sep sept oct nov dec a.m p.m u.s u.k u.n esq cal".split()
+)
+"""Words whose full stop does not end a sentence ("et al.", "p.m.", "No. 07-1315"); single capitals
+("Steven E. Mercer") and numbers ("81.1M") are never cut either."""
+_SENTENCE_STOP = re.compile(r"(?<=[。！？!?；])(?![”」』)）\]】])|\n+|(?<=[.])\s+(?=[\"“‘(\[]?[A-Z0-9\u4e00-\u9fff])")
+_LAST_WORD = re.compile(r"([^\s(\[\"“]+)\.$")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of both scripts, and lines: never cut inside a number ("81.1M"), after an abbreviation
+    ("et al.", "p.m.", "No.") or after an initial ("Steven E. Mercer").
+
+    Example:
+        >>> split_sentences("Steven E. Mercer argued at 1:01 p.m. for the state. The court listened。然后休庭。")
+        ['Steven E. Mercer argued at 1:01 p.m. for the state.', 'The court listened。', '然后休庭。']
+    """
+    pieces: list[str] = []
+    start = 0
+    for match in _SENTENCE_STOP.finditer(text):
+        head = text[start:match.start()]
+        word = _LAST_WORD.search(head)
+        if match.group().strip() == "" and match.group() != "" and "\n" not in match.group() and word is not None:
+            stem = word.group(1).casefold()
+            if stem.rstrip(".") in _ABBREVIATIONS or (len(stem) == 1 and stem.isalpha()) or stem.replace(".", "").isalpha() and "." in stem:
+                continue
+        pieces.append(head)
+        start = match.end()
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces if len(p.strip()) > 1]
 
 
 LANGUAGES = ("zh", "en")

@@ -1,4 +1,4 @@
-from rag.text import BM25Tokenizer, cjk_share, clean_text, normalise, strip_repeated_lines
+from rag.text import BM25Tokenizer, cjk_share, clean_text, normalise, split_sentences
 
 
 def test_ligatures_and_compatibility_forms_are_normalised():
@@ -34,18 +34,6 @@ def test_visual_lines_are_reflowed_and_paragraph_ends_kept():
     )
 
 
-def test_running_headers_and_footers_are_removed():
-    pages = [f"Journal of Tests Vol 3\nbody text {n}\nmore body {n}\nPage {n} of 9" for n in range(1, 6)]
-    cleaned = strip_repeated_lines(pages)
-    assert cleaned[0] == "body text 1\nmore body 1"
-    assert all("Journal" not in page and "Page" not in page for page in cleaned)
-
-
-def test_short_documents_keep_their_edges():
-    pages = ["Title\nbody", "Title\nother"]
-    assert strip_repeated_lines(pages) == pages
-
-
 def test_cjk_share():
     assert cjk_share("中文 ab") == 0.5
     assert cjk_share("") == 0.0
@@ -72,3 +60,11 @@ def test_written_language_counts_chinese_characters_against_latin_words():
     assert written_language("兼顾操作系统：Windows，Linux， MacOS 和 LATEX 编译引擎：pdflatex，xelatex，lualatex。") == "zh"
     assert written_language("The Lumen L2 has a two-year warranty.") == "en"
     assert written_language("调用 clip_grad_norm_ 裁剪梯度") == "zh"
+
+
+def test_sentences_are_not_cut_inside_numbers_abbreviations_or_initials():
+    text = ("We introduce S2ORC, a corpus of 81.1M papers. Lo et al. (2020) built it at 1:01 p.m. on a Monday. "
+            "STEVEN E. MERCER, ESQ., argued. See Fig. 2 and No. 07-1315! 它很大。然后呢？")
+    assert split_sentences(text) == [
+        "We introduce S2ORC, a corpus of 81.1M papers.", "Lo et al. (2020) built it at 1:01 p.m. on a Monday.",
+        "STEVEN E. MERCER, ESQ., argued.", "See Fig. 2 and No. 07-1315!", "它很大。", "然后呢？"]
