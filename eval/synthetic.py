@@ -14,10 +14,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from rag.generate.extractive import split_sentences
 from rag.index import Index
 from rag.retrieve.variants import KeywordExtractor
-from rag.text import BM25Tokenizer
+from rag.text import BM25Tokenizer, split_sentences
 
 QUESTION_PROMPT = (
     "Write one specific question that the passage below answers on its own, in the passage's language, as a "

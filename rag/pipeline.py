@@ -20,11 +20,12 @@ import numpy as np
 from rag.embed import Role
 from rag.generate.base import GenerationError, GenerationRequest, Generator
 from rag.generate.citations import CitationCheck, check_citations
-from rag.generate.extractive import ExtractiveGenerator, split_sentences
+from rag.generate.extractive import ExtractiveGenerator
 from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, not_found, split_header
+from rag.generate.units import answer_units
 from rag.retrieve import Mode, RetrievalResult, Retriever
 from rag.retrieve.variants import KeywordExtractor
-from rag.text import BM25Tokenizer, language_of
+from rag.text import BM25Tokenizer, language_of, split_sentences
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,9 @@ class AnswerPipeline:
         citations = []
         for n in check.cited:
             claims = set(tokenize(next(s.text for s in check.sentences if n in s.cited)))
-            sentences = split_sentences(by_n[n].text) or [by_n[n].text]
-            quote = max(sentences, key=lambda s: len(claims & set(tokenize(s))))
+            units = answer_units(by_n[n].text)
+            quotes = [(u.text, u.source) for u in units] or [(s, s) for s in split_sentences(by_n[n].text) or [by_n[n].text]]
+            quote = max(quotes, key=lambda q: len(claims & set(tokenize(q[0]))))[1]
             citations.append(Citation(n, by_n[n].chunk_id, by_n[n].source, by_n[n].page, quote))
         return citations
 

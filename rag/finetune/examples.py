@@ -24,10 +24,11 @@ from typing import Any
 
 from eval.synthetic import PSEUDO_LABEL, synthetic_cases
 from rag.generate.base import Generator
-from rag.generate.extractive import ExtractiveGenerator, split_sentences
+from rag.generate.extractive import ExtractiveGenerator
 from rag.generate.prompt import NOT_FOUND_MARKER, Passage, build_messages
 from rag.index.store import ChunkRow
 from rag.retrieve import Filters, Mode, Retriever
+from rag.text import split_sentences
 
 USER_LABEL = "written by a person"
 LLM_LABEL = "written by the configured LLM"

@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rag.text import BM25Tokenizer
+from rag.text import BM25Tokenizer, split_sentences
 
 _MARKER = re.compile(r"\s?[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
-_SENTENCE = re.compile(r"[^.!?。！？]+(?:[.!?。！？]+|$)(?:\s*[\[【][\d,，\s]+[\]】])*\s*")
+_LEADING_MARKERS = re.compile(r"^(?:\s*[\[【][\d,，\s]+[\]】])+")
 SUPPORT_THRESHOLD = 0.5
 """A cited sentence is supported when at least this share of its content words occur in a cited passage."""
 
@@ -49,6 +49,20 @@ class CitationCheck:
         return any(s.supported for s in self.sentences)
 
 
+def _sentences(text: str) -> list[str]:
+    """The answer's sentences (see :func:`rag.text.split_sentences`: never cut inside "81.1M" or after
+    "et al."), each with the citation markers that follow it."""
+    sentences: list[str] = []
+    for piece in split_sentences(text):
+        leading = _LEADING_MARKERS.match(piece)
+        if leading and sentences:
+            sentences[-1] += " " + leading.group().strip()
+            piece = piece[leading.end():]
+        if piece.strip():
+            sentences.append(piece)
+    return sentences
+
+
 def markers(text: str) -> list[int]:
     return [int(n) for group in _MARKER.findall(text) for n in re.split(r"\s*[,，]\s*", group)]
 
@@ -67,7 +81,7 @@ def check_citations(answer: str, passages: Mapping[int, str], tokenizer: BM25Tok
     text = re.sub(r" +([.!?。！？,，])", r"\1", text)
     check = CitationCheck(text, removed_markers=removed)
     passage_tokens = {n: set(tokenizer.tokenize(t)) for n, t in passages.items()}
-    for raw in _SENTENCE.findall(text):
+    for raw in _sentences(text):
         sentence = raw.strip()
         words = set(tokenizer.tokenize(_MARKER.sub("", sentence)))
         if not sentence or not words:

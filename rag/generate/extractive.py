@@ -7,7 +7,6 @@ Example:
 """
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,18 +16,8 @@ import numpy as np
 from rag.embed import Embedder, Role
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import quoted_header
+from rag.generate.units import answer_units, asks_for_number, new_numbers
 from rag.text import BM25Tokenizer, language_of
-
-_SENTENCE_END = re.compile(r"(?<=[。！？!?；])|(?<=[.;])\s+(?=[\"“(\[A-Z0-9])|\n+")
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and len(s.strip()) > 1]
-
-
-def _is_heading(text: str) -> bool:
-    """A short line without closing punctuation: a title or label, not an answer."""
-    return len(text) < 40 and not text.rstrip(" )]）】").endswith(tuple(".!?;。！？；"))
 
 
 def word_share(sentences: list[set[str]], question: set[str], local_idf: bool = True) -> np.ndarray:
@@ -58,12 +47,14 @@ class _Sentence:
 
 
 class ExtractiveGenerator:
-    """Picks up to ``max_sentences`` sentences by relevance (embedding similarity, weighted by how well
-    the embedder reads the question, plus the share of the question's words they contain) with MMR
-    against repetition, and prints them best first, each with its [n]: the answer leads with the
-    sentence that answers. Sentences far below the best one (``cutoff``) are left out.
+    """Picks up to ``max_sentences`` answer units (sentences and table rows, see
+    :mod:`rag.generate.units`) by relevance (embedding similarity, weighted by how well the embedder reads
+    the question, plus the share of the question's words they contain, plus ``number_weight`` for a unit
+    with a number the question lacks when it asks for a quantity, a date or a version) with MMR against
+    repetition, and prints them best first, each with its [n]: the answer leads with the unit that
+    answers. Units far below the best one (``cutoff``) are left out.
 
-    It never follows instructions inside documents: it only copies sentences out of them.
+    It never follows instructions inside documents: it only copies sentences and table cells out of them.
     """
 
     name = "extractive"
@@ -72,7 +63,7 @@ class ExtractiveGenerator:
     def __init__(self, embedder: Embedder, tokenizer: BM25Tokenizer, max_sentences: int = 5,
                  diversity: float = 0.3, dense_weight: Callable[[str], float] | None = None,
                  semantic_weight: float = 0.5, cutoff: float = 0.4, rank_discount: float = 0.1,
-                 local_idf: bool = True) -> None:
+                 local_idf: bool = True, number_weight: float = 0.0) -> None:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.max_sentences = max_sentences
@@ -84,6 +75,8 @@ class ExtractiveGenerator:
         """Relevance is divided by ``1 + rank_discount * (passage rank - 1)``: later passages count less."""
         self.local_idf = local_idf
         """Weigh the question's words by how few candidate sentences hold them (see :func:`word_share`)."""
+        self.number_weight = number_weight
+        """Added to the relevance of a unit with a number the question lacks, when it asks for a number."""
 
     def count_tokens(self, text: str) -> int:
         return len(text)
@@ -93,10 +86,10 @@ class ExtractiveGenerator:
 
     def select(self, question: str, passages) -> list[_Sentence]:  # type: ignore[no-untyped-def]
         sentences = [
-            _Sentence(p.n, i, s, set(self.tokenizer.tokenize(s)))
-            for p in passages for i, s in enumerate(split_sentences(p.text))
+            _Sentence(p.n, unit.position, unit.text, set(self.tokenizer.tokenize(unit.text)))
+            for p in passages for unit in answer_units(p.text)
         ]
-        sentences = [s for s in sentences if len(s.tokens) >= 3 and not _is_heading(s.text)]
+        sentences = [s for s in sentences if len(s.tokens) >= 3]
         if not sentences:
             return []
         query_tokens = set(self.tokenizer.tokenize(question))
@@ -116,6 +109,8 @@ class ExtractiveGenerator:
         other = np.array([lang != asked for lang in languages])
         overlap = np.where(other, np.maximum(overlap, semantic), overlap)
         relevance = overlap + weight * semantic
+        if self.number_weight and asks_for_number(question):
+            relevance = relevance + self.number_weight * np.array([new_numbers(s.text, question) for s in sentences])
         rank_prior = np.array([1.0 / (1 + self.rank_discount * (s.passage - 1)) for s in sentences])
         relevance = relevance * rank_prior
         chosen: list[int] = []

@@ -1,0 +1,108 @@
+"""Answer units: the sentences and table rows of a passage that an answer may quote, and the lines it never
+quotes (headings, table-of-contents entries, code and formulas, questions, file lists).
+
+A table row (a Markdown row, as the PDF layout writes tables) is one unit, shown with its column names:
+``Action: AOA sensor system test; Labor cost: 40 work-hours × $85 per hour = $3,400; Parts cost: $0``.
+
+Example:
+    >>> [u.text for u in answer_units("| Item | Cost |\\n| --- | --- |\\n| Lamp | $4 |\\nIt ships in May. Why?")]
+    ['Item: Lamp; Cost: $4', 'It ships in May.']
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.text import CJK, TABLE_ROW, split_sentences
+
+_SEPARATOR_ROW = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
+_LEADERS = re.compile(r"(?:[.⋅·…]\s?){4,}\s*\S{0,6}$")
+_CODE_CHARS = re.compile(r"[\\{}=^_$&%#<>~`]")
+_WORDISH = re.compile(f"[A-Za-z]{{2,}}|[{CJK}]")
+_PATH_LIKE = re.compile(r"\S+\.(?:pdf|md|txt|docx?|html?|tex|cls|bib|sty|png|jpe?g|zip|json|csv)\b|\b[0-9a-f]{12,}\b|"
+                        r"https?://\S+|\b[\w.-]+/[\w.-]+(?:/[\w.-]+)*\s@", re.IGNORECASE)
+_HEADING_END = tuple(".!?;。！？；")
+_ASKS_FOR_NUMBER = re.compile(
+    r"(?i)\b(?:how (?:many|much|long|old|far|big|large|often|well)|when|what (?:percentage|percent|number|year|date|"
+    r"time|version|size|amount|cost|price|rate|accuracy|score)|which (?:year|version|number|release)|"
+    r"(?:version|docket|document) number)\b|多少|几|多大|多长|多久|多高|多远|哪一年|哪年|何时|什么时候|版本|日期|时间|金额|比例|数量")
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def asks_for_number(question: str) -> bool:
+    """Whether the question asks for a quantity, a date, a time or a version (answered by a number)."""
+    return bool(_ASKS_FOR_NUMBER.search(question))
+
+
+def new_numbers(text: str, question: str) -> bool:
+    """Whether ``text`` holds a number that the question does not."""
+    asked = set(_NUMBER.findall(question))
+    return any(n not in asked for n in _NUMBER.findall(text))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A quotable piece of a passage: ``text`` is what an answer shows, ``source`` the passage's own text
+    of it (for a row, its Markdown line)."""
+
+    text: str
+    source: str
+    position: int
+    is_row: bool = False
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip().rstrip(".").strip() for cell in row.strip().strip("|").split("|")]
+
+
+def row_text(row: str, header: list[str] | None) -> str:
+    """A table row as text: ``name: value`` for each filled cell under its column name, else the cells."""
+    cells = _cells(row)
+    if header and len(header) == len(cells):
+        return "; ".join(f"{name}: {value}" if name else value for name, value in zip(header, cells, strict=True) if value)
+    return " | ".join(cell for cell in cells if cell)
+
+
+def is_quotable(text: str) -> bool:
+    """Whether a sentence may be quoted as an answer: not a heading, a question, a table-of-contents entry,
+    a line of code or a formula, a run of numbers (a chart's axis), or a list of files and commits."""
+    stripped = text.strip()
+    if len(stripped) < 40 and not stripped.rstrip(" )]）】\"”").endswith(_HEADING_END):
+        return False  # a heading or a label
+    if stripped.endswith(("?", "？")) or _LEADERS.search(stripped):
+        return False
+    visible = len(re.sub(r"\s", "", stripped))
+    if stripped.startswith("\\") or len(_CODE_CHARS.findall(stripped)) > 0.06 * visible:
+        return False  # LaTeX, code
+    if _wordish_share(stripped) < 0.5:
+        return False  # a formula, numbers without words
+    return len(_PATH_LIKE.findall(stripped)) < 2  # a file list, repository metadata
+
+
+def _wordish_share(text: str) -> float:
+    """The share of visible characters in words (two letters or more) or CJK characters."""
+    visible = len(re.sub(r"\s", "", text))
+    return sum(len(w) for w in _WORDISH.findall(text)) / visible if visible else 0.0
+
+
+def answer_units(text: str) -> list[Unit]:
+    """The passage's quotable units in order: sentences, and table rows under their header."""
+    units: list[Unit] = []
+    header: list[str] | None = None
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if TABLE_ROW.match(line):
+            if _SEPARATOR_ROW.match(line):
+                continue
+            if i + 1 < len(lines) and _SEPARATOR_ROW.match(lines[i + 1]):
+                header = _cells(line)
+                continue
+            shown = row_text(line, header)
+            if shown and len(_PATH_LIKE.findall(line)) < 2 and (header or _wordish_share(shown) >= 0.3):
+                units.append(Unit(shown, line, len(units), is_row=True))
+            continue
+        header = None
+        for sentence in split_sentences(line):
+            if is_quotable(sentence):
+                units.append(Unit(sentence, sentence, len(units)))
+    return units
