@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rag.embed import Role
+from rag.embed.base import LANGUAGE_OFFSET_SCALE
 from rag.generate.base import GenerationError, GenerationRequest, Generator
 from rag.generate.citations import CitationCheck, check_citations
 from rag.generate.extractive import ExtractiveGenerator
@@ -157,7 +158,8 @@ class AnswerPipeline:
 
     def evidence_parts(self, question: str, retrieval: RetrievalResult) -> tuple[np.ndarray, np.ndarray]:
         """Per top-three passage: the lexical share (NaN for a passage in another language than the
-        question's) and the cosine of question and passage vectors (with the language offset)."""
+        question's) and the cosine of the question to the passage or, when closer, to its best answer unit
+        (a table row answers where the table as a whole reads as far off), with the language offset."""
         hits = retrieval.hits[:3]
         asked = language_of(question)
         lexical = np.array([self._lexical_share(question, set(hit.chunk.tokens)) if language_of(hit.text) == asked
@@ -169,7 +171,14 @@ class AnswerPipeline:
                 vector = self.retriever.embedder.encode([question], Role.QUERY)[0]
             semantic = self.retriever.index.vectors([hit.chunk.id for hit in hits]) @ vector
             embedder = self.retriever.embedder
-            semantic = semantic + np.array([embedder.language_offset(asked, language_of(hit.text)) for hit in hits])
+            units = [[u.text for u in answer_units(hit.text)] for hit in hits]
+            flat = [text for texts in units for text in texts]
+            if flat:
+                closeness = iter(embedder.encode(flat, Role.PASSAGE) @ vector)
+                best = [max((float(next(closeness)) for _ in texts), default=-1.0) for texts in units]
+                semantic = np.maximum(semantic, best)
+            semantic = semantic + np.array([embedder.language_offset(asked, language_of(hit.text), LANGUAGE_OFFSET_SCALE)
+                                            for hit in hits])
         return lexical, semantic
 
     def _lexical_share(self, question: str, passage: set[str]) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.embed import Embedder, Role
+from rag.embed.base import LANGUAGE_OFFSET_SCALE
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import quoted_header
 from rag.generate.units import answer_units, asks_for_number, new_numbers
@@ -63,7 +64,7 @@ class ExtractiveGenerator:
     def __init__(self, embedder: Embedder, tokenizer: BM25Tokenizer, max_sentences: int = 5,
                  diversity: float = 0.3, dense_weight: Callable[[str], float] | None = None,
                  semantic_weight: float = 0.5, cutoff: float = 0.4, rank_discount: float = 0.1,
-                 local_idf: bool = True, number_weight: float = 0.0) -> None:
+                 local_idf: bool = True, number_weight: float = 0.6) -> None:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.max_sentences = max_sentences
@@ -99,15 +100,17 @@ class ExtractiveGenerator:
         weight = self.semantic_weight * (self._dense_weight(question) if self._dense_weight else 1.0)
         question_vector = self.embedder.encode([question], Role.QUERY)[0]
         sentence_vectors = self.embedder.encode([s.text for s in sentences], Role.PASSAGE)
-        similarity = sentence_vectors @ question_vector + [self.embedder.language_offset(asked, lang) for lang in languages]
+        similarity = sentence_vectors @ question_vector + [self.embedder.language_offset(asked, lang, LANGUAGE_OFFSET_SCALE)
+                                                           for lang in languages]
         # cosines of one embedder sit in a narrow band (e5: 0.7-0.95): rescaled over the candidates, the
         # closest sentence scores 1 and the median one 0, so meaning weighs as much as shared words and
         # off-topic sentences from lower passages do not stretch the scale
         floor, top = float(np.median(similarity)), float(similarity.max())
         semantic = np.clip((similarity - floor) / (top - floor), 0.0, 1.0) if top - floor > 1e-6 else np.ones_like(similarity)
-        # a sentence in another language shares few words with the question: its meaning stands in for them
+        # a sentence in another language shares few words with the question: its meaning stands in for them,
+        # at the same discount as its cosine's offset, so that the question's language wins a near tie
         other = np.array([lang != asked for lang in languages])
-        overlap = np.where(other, np.maximum(overlap, semantic), overlap)
+        overlap = np.where(other, np.maximum(overlap, LANGUAGE_OFFSET_SCALE * semantic), overlap)
         relevance = overlap + weight * semantic
         if self.number_weight and asks_for_number(question):
             relevance = relevance + self.number_weight * np.array([new_numbers(s.text, question) for s in sentences])

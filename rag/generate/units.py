@@ -17,16 +17,39 @@ from rag.text import CJK, TABLE_ROW, split_sentences
 
 _SEPARATOR_ROW = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
 _LEADERS = re.compile(r"(?:[.⋅·…]\s?){4,}\s*\S{0,6}$")
+_PAGE_LINE = re.compile(r"(?i)(?:page\s+)?\d+(?:\s+of\s+\d+)?")
 _CODE_CHARS = re.compile(r"[\\{}=^_$&%#<>~`]")
 _WORDISH = re.compile(f"[A-Za-z]{{2,}}|[{CJK}]")
 _PATH_LIKE = re.compile(r"\S+\.(?:pdf|md|txt|docx?|html?|tex|cls|bib|sty|png|jpe?g|zip|json|csv)\b|\b[0-9a-f]{12,}\b|"
                         r"https?://\S+|\b[\w.-]+/[\w.-]+(?:/[\w.-]+)*\s@", re.IGNORECASE)
 _HEADING_END = tuple(".!?;。！？；")
+_NUMBERED = re.compile(f"(?:第\\s*\\S{{1,3}}\\s*[章节篇]|[A-Z]?\\d+(?:\\.\\d+)*\\.?|[A-Z]\\.)(?:\\s|(?=[{CJK}]))")
+_FOOTNOTE = re.compile(r"\d+\s+[a-z]")
+_VALUE = re.compile(r"\d{3,}|\d\.\d")
+_SMALL_WORDS = frozenset("a an and as at by for in of on or the to vs v. with & -".split())
+
+
+def _is_heading(text: str) -> bool:
+    """A short line without closing punctuation that is a heading or a label: numbered ("2.2.5 Tex 文件夹",
+    "第 1 章 引言"), in capitals or Title Case, or Chinese ("作者：莫晃锐"); not a footnote ("7 pronounced
+    “stork”") nor a line holding a value ("No. 07-1315", "Version: 0.07")."""
+    if _FOOTNOTE.match(text):
+        return False
+    if _NUMBERED.match(text):
+        return True
+    if _VALUE.search(text):
+        return False
+    if re.search(f"[{CJK}]", text):
+        return True
+    return all(w[0].isupper() or not w[0].isalpha() or w.lower() in _SMALL_WORDS for w in text.split())
+
+
 _ASKS_FOR_NUMBER = re.compile(
-    r"(?i)\b(?:how (?:many|much|long|old|far|big|large|often|well)|when|what (?:percentage|percent|number|year|date|"
-    r"time|version|size|amount|cost|price|rate|accuracy|score)|which (?:year|version|number|release)|"
-    r"(?:version|docket|document) number)\b|多少|几|多大|多长|多久|多高|多远|哪一年|哪年|何时|什么时候|版本|日期|时间|金额|比例|数量")
+    r"(?i)\b(?:how (?:many|much|long|old|far|big|large|often|well|high|fast)|when|what time|(?:which|what) (?:year|day|month|date)|"
+    r"number|total|amount|count|cost|price|percentage|percent|rate|accuracy|score|version|release|size|length|average|mean)\b|"
+    r"多少|几|多大|多长|多久|多高|多远|哪一年|哪年|何时|什么时候|版本|日期|时间|金额|比例|数量|总数|总计|合计|平均")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_MATH = re.compile(r"[=+−×÷±∂∇∫∑∏√≤≥≈∞⎧⎨⎩⎪λθσρφΛΩ]")
 
 
 def asks_for_number(question: str) -> bool:
@@ -67,15 +90,15 @@ def is_quotable(text: str) -> bool:
     """Whether a sentence may be quoted as an answer: not a heading, a question, a table-of-contents entry,
     a line of code or a formula, a run of numbers (a chart's axis), or a list of files and commits."""
     stripped = text.strip()
-    if len(stripped) < 40 and not stripped.rstrip(" )]）】\"”").endswith(_HEADING_END):
+    if len(stripped) < 40 and not stripped.rstrip(" )]）】\"”").endswith(_HEADING_END) and _is_heading(stripped):
         return False  # a heading or a label
-    if stripped.endswith(("?", "？")) or _LEADERS.search(stripped):
+    if stripped.endswith(("?", "？")) or _LEADERS.search(stripped) or _PAGE_LINE.fullmatch(stripped):
         return False
     visible = len(re.sub(r"\s", "", stripped))
     if stripped.startswith("\\") or len(_CODE_CHARS.findall(stripped)) > 0.06 * visible:
         return False  # LaTeX, code
-    if _wordish_share(stripped) < 0.5:
-        return False  # a formula, numbers without words
+    if _wordish_share(stripped) < 0.5 and (len(_NUMBER.findall(stripped)) >= 3 or len(_MATH.findall(stripped)) >= 2):
+        return False  # a formula, numbers without words (a chart's axis)
     return len(_PATH_LIKE.findall(stripped)) < 2  # a file list, repository metadata
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from rag.config import Settings
 from rag.embed import Embedder, Role, choose_embedder, load_embedder
+from rag.embed.base import LANGUAGE_OFFSET_SCALE
 from rag.index import Index
 from rag.index.store import ChunkRow
 from rag.retrieve.filters import Filters
@@ -96,6 +97,14 @@ class RetrieverConfig:
     dedup: bool = True
     dedup_jaccard: float = 0.9
     """Chunks whose BM25 token sets overlap this much (Jaccard) with a better one are dropped."""
+    language_offset_scale: float = LANGUAGE_OFFSET_SCALE
+    """The share of the embedder's language offset added to a chunk in another language than the query's
+    (in a knowledge base of both): below 1, a passage in the question's language wins over one in the
+    other language that is about as close, and the other language still wins when it is clearly closer."""
+    bm25_full_share: float = 0.0
+    """BM25 keeps its full weight when at least this share of the knowledge base's chunks is in the
+    question's language, and loses it in proportion below: an English question over Chinese documents
+    matches only their stray Latin words. 0 keeps the weight whatever the share."""
 
     @classmethod
     def for_embedder(cls, name: str) -> RetrieverConfig:
@@ -162,6 +171,7 @@ class RetrievalResult:
     duplicates_dropped: int = 0
     query_vector: np.ndarray | None = None
     """The question's embedding (query role), when the mode embedded it."""
+    bm25_weight: float = 1.0
 
     @property
     def ms(self) -> float:
@@ -170,6 +180,7 @@ class RetrievalResult:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"query": self.query, "mode": self.mode.value, "hits": [h.to_json() for h in self.hits],
                                 "ms": round(self.ms, 2), "dense_weight": round(self.dense_weight, 3),
+                                "bm25_weight": round(self.bm25_weight, 3),
                                 "timings": {k: round(v, 2) for k, v in self.timings.items()},
                                 "duplicates_dropped": self.duplicates_dropped}
         if self.fusion_ran is not None:
@@ -265,8 +276,24 @@ class Retriever:
             return ranked
         asked = language_of(query)
         languages = self._chunk_languages()
-        adjusted = [(i, s + self.embedder.language_offset(asked, languages.get(i, asked))) for i, s in ranked]
+        adjusted = [(i, s + self._offset(asked, languages.get(i, asked))) for i, s in ranked]
         return sorted(adjusted, key=lambda pair: -pair[1])
+
+    def _offset(self, asked: str, language: str) -> float:
+        return self.embedder.language_offset(asked, language, self.config.language_offset_scale)
+
+    def language_share(self, language: str) -> float:
+        """The share of the knowledge base's chunks in ``language``."""
+        counts = Counter(self._chunk_languages().values())
+        return counts[language] / sum(counts.values()) if counts else 0.0
+
+    def bm25_weight_for(self, query: str) -> float:
+        """BM25's weight for this query: full, or less when little of the knowledge base is in the query's
+        language (see :attr:`RetrieverConfig.bm25_full_share`)."""
+        c = self.config
+        if c.bm25_full_share <= 0:
+            return c.bm25_weight
+        return c.bm25_weight * min(1.0, self.language_share(language_of(query)) / c.bm25_full_share)
 
     def _mixed_languages(self) -> bool:
         """Counted once per retriever (its index generation never changes): counting per query cost
@@ -287,12 +314,13 @@ class Retriever:
                 and language_of(query) in c.dense_feedback_languages and len(self.index.sparse) >= c.dense_feedback_min_chunks)
 
     def _dense_feedback(self, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float,
-                        allowed: np.ndarray | None) -> QueryVariant:
+                        allowed: np.ndarray | None, bm25_weight: float) -> QueryVariant:
         """The query with its vector moved toward the fused first pass's top chunks; ``lists`` gets the dense
         search of the moved vector in place of the first one."""
         assert original.vector is not None
         first = {"original/bm25": lists["original/bm25"], "original/dense": lists["original/dense"]}
-        top = [chunk_id for chunk_id, _ in self._ranking(first, [original], dense_weight)[: self.config.dense_feedback_docs]]
+        ranking = self._ranking(first, [original], dense_weight, bm25_weight)
+        top = [chunk_id for chunk_id, _ in ranking[: self.config.dense_feedback_docs]]
         moved = replace(original, vector=rocchio(original.vector, self.index.vectors(top), self.config.dense_feedback_original_weight))
         lists.update(self._lists(moved, True, allowed, bm25=False))
         return moved
@@ -369,14 +397,15 @@ class Retriever:
                 scores = self.index.vectors(union.tolist()) @ variant.vector
                 if self.embedder.language_offsets and self._mixed_languages():
                     languages, asked = self._chunk_languages(), language_of(variant.text)
-                    scores = scores + np.array([self.embedder.language_offset(asked, languages.get(int(i), asked)) for i in union])
+                    scores = scores + np.array([self._offset(asked, languages.get(int(i), asked)) for i in union])
             else:
                 scores = self.index.sparse.scores_for(variant.bm25_weights, union)
             order = np.argsort(-scores, kind="stable")
             completed[key] = [(int(union[i]), float(scores[i])) for i in order]
         return completed
 
-    def _ranking(self, lists: dict[str, Ranking], variants: list[QueryVariant], dense_weight: float) -> Ranking:
+    def _ranking(self, lists: dict[str, Ranking], variants: list[QueryVariant], dense_weight: float,
+                 bm25_weight: float) -> Ranking:
         """The lists as one ranking: score fusion first completes each list with the real scores of the
         others' chunks. ``lists`` itself is left as found, so provenance (found_by) stays with what each
         list found in its own top ``depth``."""
@@ -384,13 +413,13 @@ class Retriever:
             return next(iter(lists.values()))
         if self.config.complete_scores and self.config.fusion is not FusionMethod.RRF:
             lists = self._completed(lists, variants)
-        return self._fuse(lists, dense_weight)
+        return self._fuse(lists, dense_weight, bm25_weight)
 
-    def _fuse(self, lists: dict[str, Ranking], dense_weight: float) -> Ranking:
+    def _fuse(self, lists: dict[str, Ranking], dense_weight: float, bm25_weight: float) -> Ranking:
         weights = []
         for key in lists:
             variant, retriever = key.split("/")
-            retriever_weight = self.config.bm25_weight if retriever == "bm25" else dense_weight
+            retriever_weight = bm25_weight if retriever == "bm25" else dense_weight
             weights.append(self._variant_weight(variant, dense_weight) * retriever_weight)
         return fuse(list(lists.values()), weights, self.config.fusion, self.config.rrf_k)
 
@@ -418,9 +447,11 @@ class Retriever:
         if bm25_ahead is not None:
             lists = {**bm25_ahead.result(), **lists}
         clock.lap("search")
-        result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight, query_vector=original.vector)
+        bm25_weight = self.bm25_weight_for(query) if mode is not Mode.BM25 else self.config.bm25_weight
+        result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight, query_vector=original.vector,
+                                 bm25_weight=bm25_weight)
         if self._wants_dense_feedback(query, lists, dense_weight):
-            original = self._dense_feedback(original, lists, dense_weight, allowed)
+            original = self._dense_feedback(original, lists, dense_weight, allowed, bm25_weight)
             clock.lap("dense feedback")
         if mode is Mode.FUSION:
             result.fusion_ran, result.gate_reason = self._gate(query, lists, dense_weight)
@@ -429,7 +460,7 @@ class Retriever:
                 for variant in result.variants:
                     lists.update(self._lists(variant, dense_weight > 0, allowed))
                 clock.lap("variants")
-        ranking = self._ranking(lists, [original, *result.variants], dense_weight)
+        ranking = self._ranking(lists, [original, *result.variants], dense_weight, bm25_weight)
         clock.lap("fuse")
         reranking = rerank and self.reranker is not None
         depth = max(k, self.config.rerank_depth) if reranking else k
