@@ -23,6 +23,9 @@ _WORDISH = re.compile(f"[A-Za-z]{{2,}}|[{CJK}]")
 _PATH_LIKE = re.compile(r"\S+\.(?:pdf|md|txt|docx?|html?|tex|cls|bib|sty|png|jpe?g|zip|json|csv)\b|\b[0-9a-f]{12,}\b|"
                         r"https?://\S+|\b[\w.-]+/[\w.-]+(?:/[\w.-]+)*\s@", re.IGNORECASE)
 _HEADING_END = tuple(".!?;。！？；")
+_REFERENCE = re.compile(r"\d+\s*\(\d+\)\s*[:：]\s*\d+\s*[-–]\s*\d+|\bIn Proceedings of\b|\barXiv preprint\b|\bpages \d+[-–]\d+|"
+                        r"\bdoi:\s*10\.|\bpp\. \d+[-–]\d+")
+"""A bibliography entry ("8(3):256-274", "In Proceedings of ..., pages 41–48"): no answer to a question."""
 _NUMBERED = re.compile(f"(?:第\\s*\\S{{1,3}}\\s*[章节篇]|[A-Z]?\\d+(?:\\.\\d+)*\\.?|[A-Z]\\.)(?:\\s|(?=[{CJK}]))")
 _FOOTNOTE = re.compile(r"\d+\s+[a-z]")
 _VALUE = re.compile(r"\d{3,}|\d\.\d")
@@ -99,7 +102,7 @@ def is_quotable(text: str) -> bool:
         return False  # LaTeX, code
     if _wordish_share(stripped) < 0.5 and (len(_NUMBER.findall(stripped)) >= 3 or len(_MATH.findall(stripped)) >= 2):
         return False  # a formula, numbers without words (a chart's axis)
-    return len(_PATH_LIKE.findall(stripped)) < 2  # a file list, repository metadata
+    return len(_PATH_LIKE.findall(stripped)) < 2 and not _REFERENCE.search(stripped)  # a file list, a reference
 
 
 def _wordish_share(text: str) -> float:

@@ -151,6 +151,29 @@ def test_extractive_answers_on_the_shared_pdf_corpus(corpus_index, embedder):
     assert corpus.answer("What is the capital of Mongolia?").refused
 
 
+@pytest.mark.slow
+def test_pdf_answers_quote_table_rows_times_and_the_twin_in_the_question_language(corpus_index, embedder):
+    """The failures the PDF answer issue listed, each on its real page: a cost table row cut before its
+    $3,400, the transcript's start time refused, table-of-contents lines quoted, the Chinese ElegantPaper
+    guide answering for the English one."""
+    _, index_dir, _ = corpus_index
+    retriever = Retriever(Index.open(index_dir), embedder)
+    corpus = AnswerPipeline(retriever, make_generator("extractive", embedder, retriever.tokenizer, dense_weight=retriever.dense_weight_for))
+    cost = corpus.answer("What parts cost does the FAA estimate per airplane for the stabilizer wiring change on the 737 MAX?")
+    assert "Action: Stabilizer wiring change; Labor cost: Up to 79 work-hours × $85 per hour = Up to $6,715; Parts cost: Up to $3,790" in cost.text
+    row = next(c for c in cost.citations if c.quote.startswith("| Stabilizer wiring change |"))
+    assert (Path(row.source).name, row.page) == ("federal-register-2020-17221.pdf", 6)
+    started = corpus.answer("Knowles 诉 Mirzayance 案的口头辩论是在几点开始的？")
+    assert not started.refused and "at 1:01 p.m." in started.text
+    assert any(Path(c.source).name == "scotus-transcript-p1.pdf" for c in started.citations)
+    for question in ("ucasthesis 模板的 Tex 文件夹里放的是什么？", "ucasthesis 的参考文献部分在第几页？"):
+        answer = corpus.answer(question)
+        assert "⋅" not in answer.text and "..." not in answer.text
+    version = corpus.answer("What version number is the English ElegantPaper documentation?")
+    assert "Version: 0.07" in version.text and "0.08" not in version.text
+    assert any(Path(c.source).name == "elegantpaper-en.pdf" and c.page == 1 for c in version.citations)
+
+
 def test_a_quoted_header_says_when_the_documents_are_in_another_language():
     from rag.generate.prompt import quoted_header, split_header
 

@@ -40,6 +40,8 @@ def test_a_row_without_a_header_keeps_its_cells():
     "13,463 15,885 50,278 44,023 27,504 55,031",               # numbers without words
     "| elegantpaper-cn.pdf | 5 | template doc | ElegantLaTeX/ElegantPaper @ fe1d54a1b1020df438bcd4f : elegantpaper-cn.pdf |",
     "Page 1 of 205",
+    "Chen M. China Finance Review International, 2018, 8(3):256-274.",  # a reference
+    "Kyle Lo, Lucy Wang, 2020, S2ORC: an open corpus, In Proceedings of the 58th Annual Meeting of the ACL, pages 4969–4983.",
 ])
 def test_lines_that_never_answer(line: str):
     assert not is_quotable(line)
