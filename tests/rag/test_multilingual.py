@@ -128,3 +128,18 @@ def test_an_unknown_embedder_is_a_usage_error_for_a_new_index(tmp_path: Path):
     result = rag("ingest", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"), "--embedder", "nope")
     assert result.returncode == 1 and "unknown embedder 'nope'" in result.stderr
     assert not (tmp_path / "idx").exists() or not any((tmp_path / "idx").glob("gen-*"))
+
+
+def test_bm25_weighs_less_for_a_question_whose_words_the_documents_do_not_hold(pipeline: AnswerPipeline):
+    retriever = pipeline.retriever
+    full = retriever.config.bm25_weight
+    english_words = "How long does a full charge from the sun take?"  # the English guide holds its words
+    chinese_words = "室外传感器的电池能用多久？"  # and the Chinese manual this one's
+    absent = "quantum chromodynamics lattice gluon confinement"  # no document holds these
+    assert retriever.matched_share(english_words) > retriever.config.bm25_full_match and retriever.bm25_weight_for(english_words) == full
+    assert retriever.bm25_weight_for(chinese_words) == full
+    assert retriever.matched_share(absent) == 0.0 and retriever.bm25_weight_for(absent) == 0.0
+    assert 0 < retriever.bm25_weight_for(CLIP) < full  # its answer is in Chinese notes with a few English words
+    assert retriever.bm25_weight_for("野外办公室周末开门吗？") == 0.0  # asked in Chinese of an English handbook
+    result = retriever.search(absent, mode=Mode.HYBRID, k=3)
+    assert result.bm25_weight == 0.0 and result.to_json()["bm25_weight"] == 0.0
