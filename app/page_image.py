@@ -1,7 +1,8 @@
 """Render one PDF page as an image with a cited passage marked on it (CPU only, via pypdfium2).
 
-The passage comes from pypdf text that was normalised (NFKC, whitespace collapsed, CJK line breaks
-removed), so it is located in a whitespace-free NFKC copy of pdfium's text layer, not searched verbatim.
+The passage comes from the index's cleaned text (NFKC, whitespace collapsed, CJK line breaks removed,
+tables written as ``| cell | cell |`` rows), so it is located in a whitespace-free NFKC copy of pdfium's
+text layer, without hyphens, dot leaders and table bars, not searched verbatim.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageDraw
 
 WINDOW = 40  # normalised chars in a fallback window; also the shortest partial match that is marked
-_DROPPED = frozenset("-\u00ad\u2010\u2011")  # hyphens: pypdf text had words hyphenated across lines joined
+_DROPPED = frozenset("-\u00ad\u2010\u2011\ufffe\x02|.⋅·")  # hyphens (joined at line ends), table bars, dot leaders
 _FILL = (255, 190, 0, 96)  # semi-transparent yellow-orange
 
 

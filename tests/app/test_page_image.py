@@ -188,3 +188,16 @@ def test_shared_corpus_page_two(name: str) -> None:
     assert shot.marked and shot.boxes >= 1
     plain = render_page(pdf, 2, "")
     assert shot.image.size == plain.image.size and shot.image.tobytes() != plain.image.tobytes()
+
+
+def test_a_table_row_quote_is_marked_on_its_page() -> None:
+    from ingest.chunking import Chunker
+    from ingest.loaders import load_file
+
+    pdf = CORPUS / "en" / "federal-register-2020-17221.pdf"
+    if not pdf.is_file():
+        pytest.skip(f"shared corpus not found at {CORPUS}")
+    page = Chunker().clean(load_file(pdf).pages)[5].text
+    row = next(line for line in page.splitlines() if line.startswith("| AOA sensor system test |"))
+    shot = render_page(pdf, 6, row)
+    assert shot.marked and shot.area is not None and shot.area[1] < shot.image.size[1] // 4  # the table sits at the top
