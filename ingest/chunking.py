@@ -15,14 +15,13 @@ from typing import Any
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.documents import Chunk, Page
-from rag.text import TABLE_ROW, clean_text, estimate_tokens
+from rag.text import TABLE_ROW, TABLE_SEPARATOR, clean_text, estimate_tokens
 
 # Paragraphs first, then sentence ends of both scripts, then clauses, then words, then characters.
 _WHITESPACE = re.compile(r"\s*")
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", "、", ", ", " ", ""]
 
 
-_SEPARATOR_ROW = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
 LAYOUT = "pdfium-layout/1"
 """Which PDF reader made the pages (see :mod:`ingest.pdf_layout`): recorded in the manifest, so a new one
 re-reads every file."""
@@ -87,7 +86,7 @@ class Chunker:
         for line in page.text[first:last].split("\n"):
             rows.append((offset, offset + len(line)))
             offset += len(line) + 1
-        header_rows = 2 if len(rows) > 2 and _SEPARATOR_ROW.match(page.text[rows[1][0]:rows[1][1]]) else 0
+        header_rows = 2 if len(rows) > 2 and TABLE_SEPARATOR.match(page.text[rows[1][0]:rows[1][1]]) else 0
         header = page.text[rows[0][0]:rows[header_rows - 1][1]] if header_rows else ""
         budget = self.chunk_size - estimate_tokens(header)
         chunks: list[Chunk] = []

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.text import CJK, SOFT_HYPHEN
+from rag.text import CJK, PAGE_NUMBER_LINE, SOFT_HYPHEN
 
 _HYPHEN_MARKS = (0x02, 0xFFFE, 0xAD)
 """What pdfium gives for a hyphen at a line end (0x02; U+FFFE in its text ranges) and a soft hyphen."""
@@ -566,7 +566,6 @@ def page_text(page: Any, running: frozenset[str] = frozenset()) -> str:
     return "\n\n".join(part for part in [*parts, *angled] if part)
 
 
-_PAGE_NUMBER_LINE = re.compile(r"(?i)(?:page\s+)?[-–—(\[]?\s*(?:\d{1,4}|[ivxlcdm]{1,8})\s*[-–—)\]]?(?:\s+of\s+\d+)?")
 EDGE_ROWS = 2
 """Lines at the top and at the bottom of a page that may be a running head or footer."""
 RUNNING_SHARE = 0.25
@@ -582,7 +581,7 @@ def running_key(line: str) -> str:
         >>> running_key("47703 Federal Register / Vol. 85") == running_key("Federal Register / Vol. 86 47704")
         True
     """
-    if _PAGE_NUMBER_LINE.fullmatch(line.strip()):
+    if PAGE_NUMBER_LINE.fullmatch(line.strip()):
         return "#"
     return re.sub(r"\s+", "", _DIGIT_RUN.sub("", line))
 

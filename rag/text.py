@@ -29,6 +29,10 @@ _BROKEN_WORD = re.compile(f"([^\\W_]+){SOFT_HYPHEN}([^\\W_]+)")
 _HYPHENATED = re.compile(r"([^\W_]+)-([^\W_]+)")
 TABLE_ROW = re.compile(r"^\|\s.*\s\|$")
 """A Markdown table row, as the PDF layout writes tables (``| cell | cell |``): a line of its own."""
+PAGE_NUMBER_LINE = re.compile(r"(?i)(?:page\s+)?[-–—(\[]?\s*(?:\d{1,4}|[ivxlcdm]{1,8})\s*[-–—)\]]?(?:\s+of\s+\d+)?")
+"""A line that is only a page number ("12", "iv", "- 3 -", "Page 3 of 9")."""
+TABLE_SEPARATOR = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
+"""The ``| --- | --- |`` line under a Markdown table's header row."""
 
 
 def normalise(text: str) -> str:

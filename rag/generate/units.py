@@ -13,11 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.text import CJK, TABLE_ROW, split_sentences
+from rag.text import CJK, PAGE_NUMBER_LINE, TABLE_ROW, TABLE_SEPARATOR, split_sentences
 
-_SEPARATOR_ROW = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
 _LEADERS = re.compile(r"(?:[.⋅·…]\s?){4,}\s*\S{0,6}$")
-_PAGE_LINE = re.compile(r"(?i)(?:page\s+)?\d+(?:\s+of\s+\d+)?")
 _CODE_CHARS = re.compile(r"[\\{}=^_$&%#<>~`]")
 _WORDISH = re.compile(f"[A-Za-z]{{2,}}|[{CJK}]")
 _PATH_LIKE = re.compile(r"\S+\.(?:pdf|md|txt|docx?|html?|tex|cls|bib|sty|png|jpe?g|zip|json|csv)\b|\b[0-9a-f]{12,}\b|"
@@ -95,7 +93,7 @@ def is_quotable(text: str) -> bool:
     stripped = text.strip()
     if len(stripped) < 40 and not stripped.rstrip(" )]）】\"”").endswith(_HEADING_END) and _is_heading(stripped):
         return False  # a heading or a label
-    if stripped.endswith(("?", "？")) or _LEADERS.search(stripped) or _PAGE_LINE.fullmatch(stripped):
+    if stripped.endswith(("?", "？")) or _LEADERS.search(stripped) or PAGE_NUMBER_LINE.fullmatch(stripped):
         return False
     visible = len(re.sub(r"\s", "", stripped))
     if stripped.startswith("\\") or len(_CODE_CHARS.findall(stripped)) > 0.06 * visible:
@@ -118,9 +116,9 @@ def answer_units(text: str) -> list[Unit]:
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if TABLE_ROW.match(line):
-            if _SEPARATOR_ROW.match(line):
+            if TABLE_SEPARATOR.match(line):
                 continue
-            if i + 1 < len(lines) and _SEPARATOR_ROW.match(lines[i + 1]):
+            if i + 1 < len(lines) and TABLE_SEPARATOR.match(lines[i + 1]):
                 header = _cells(line)
                 continue
             shown = row_text(line, header)
