@@ -22,6 +22,8 @@ _WHITESPACE = re.compile(r"\s*")
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", "、", ", ", " ", ""]
 
 
+TITLE_CHARS = 120
+"""The longest table title (caption or lines above) repeated in the table's chunks."""
 LAYOUT = "pdfium-layout/1"
 """Which PDF reader made the pages (see :mod:`ingest.pdf_layout`): recorded in the manifest, so a new one
 re-reads every file."""
@@ -35,7 +37,8 @@ class Chunker:
     Each chunk stays within one page and records its character span in the cleaned page text. Tables
     (Markdown rows, as the PDF layout and Markdown files write them) are split between rows, never inside
     one, without overlap, and a table's header row goes first in each of its chunks: a chunk past the
-    first is its header, a line break, then its own span of the page.
+    first is its header, a line break, then its own span of the page; each of them starts with the table's
+    title (see :func:`_table_title`).
     """
 
     chunk_size: int = 200
@@ -67,9 +70,10 @@ class Chunker:
         )
         chunks = []
         for page in pages:
-            for first, last, is_table in _segments(page.text):
+            segments = _segments(page.text)
+            for i, (first, last, is_table) in enumerate(segments):
                 if is_table:
-                    chunks += self._table_chunks(page, first, last)
+                    chunks += self._table_chunks(page, first, last, _table_title(page.text, segments, i))
                     continue
                 segment, end = page.text[first:last], 0
                 for text in splitter.split_text(segment):
@@ -78,9 +82,9 @@ class Chunker:
                     end = max(end, start + len(text))
         return chunks
 
-    def _table_chunks(self, page: Page, first: int, last: int) -> list[Chunk]:
+    def _table_chunks(self, page: Page, first: int, last: int, title: str = "") -> list[Chunk]:
         """A table's rows packed into chunks of about ``chunk_size`` tokens (a longer row is a chunk of its
-        own), each after the first led by the table's header."""
+        own), each led by the table's ``title`` and, after the first, by its header."""
         rows: list[tuple[int, int]] = []
         offset = first
         for line in page.text[first:last].split("\n"):
@@ -88,24 +92,44 @@ class Chunker:
             offset += len(line) + 1
         header_rows = 2 if len(rows) > 2 and TABLE_SEPARATOR.match(page.text[rows[1][0]:rows[1][1]]) else 0
         header = page.text[rows[0][0]:rows[header_rows - 1][1]] if header_rows else ""
-        budget = self.chunk_size - estimate_tokens(header)
+        budget = self.chunk_size - estimate_tokens(header) - estimate_tokens(title)
         chunks: list[Chunk] = []
         start = rows[0][0]
         used = 0
         for row_start, row_end in rows[header_rows:] if header_rows else rows:
             cost = estimate_tokens(page.text[row_start:row_end]) + 1
             if used and used + cost > budget and row_start > start:
-                chunks.append(self._table_chunk(page, header, start, row_start - 1, first))
+                chunks.append(self._table_chunk(page, title, header, start, row_start - 1, first))
                 start, used = row_start, 0
             used += cost
-        chunks.append(self._table_chunk(page, header, start, last, first))
+        chunks.append(self._table_chunk(page, title, header, start, last, first))
         return chunks
 
     @staticmethod
-    def _table_chunk(page: Page, header: str, start: int, end: int, table_start: int) -> Chunk:
-        span = page.text[start:end]
-        text = span if start == table_start or not header else f"{header}\n{span}"
-        return Chunk(page.source, page.number, start, end, text)
+    def _table_chunk(page: Page, title: str, header: str, start: int, end: int, table_start: int) -> Chunk:
+        lead = [title] if title else []
+        if header and start != table_start:
+            lead.append(header)
+        return Chunk(page.source, page.number, start, end, "\n".join([*lead, page.text[start:end]]))
+
+
+_CAPTION = re.compile(r"(?:Table|Tab\.|表)\s*[A-Z]?\d+(?:\.\d+)*\s*[:：.]?\s*[^.。]*[.。]?")
+
+
+def _table_title(text: str, segments: list[tuple[int, int, bool]], i: int) -> str:
+    """What names the table of segment ``i``: its caption ("Table 3: Statistics on paper provenance.") when
+    the text after it starts with one, else the short lines just above it ("NICS Firearm Background
+    Checks / November - 2015"); each table chunk starts with it, so a row is found by its table's name."""
+    if i + 1 < len(segments) and not segments[i + 1][2]:
+        caption = _CAPTION.match(text[segments[i + 1][0]:segments[i + 1][1]].lstrip())
+        if caption and len(caption.group()) <= TITLE_CHARS:
+            return caption.group().strip()
+    if i > 0 and not segments[i - 1][2]:
+        lines = text[segments[i - 1][0]:segments[i - 1][1]].strip().split("\n")[-2:]
+        while lines and (sum(map(len, lines)) > TITLE_CHARS or len(lines[0]) > TITLE_CHARS // 2):
+            lines.pop(0)
+        return " ".join(line.strip() for line in lines)
+    return ""
 
 
 def _segments(text: str) -> list[tuple[int, int, bool]]:

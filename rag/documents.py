@@ -15,8 +15,8 @@ class Page:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A span of a page: ``page_text[start:end] == text``, except that a chunk inside a table, past its first,
-    has the table's header rows and a line break before its span in ``text``."""
+    """A span of a page: ``page_text[start:end] == text``, except that a chunk of a table has the table's
+    title and (past its first chunk) header rows, each on a line, before its span in ``text``."""
 
     source: str
     page: int

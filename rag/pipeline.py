@@ -158,8 +158,8 @@ class AnswerPipeline:
 
     def evidence_parts(self, question: str, retrieval: RetrievalResult) -> tuple[np.ndarray, np.ndarray]:
         """Per top-three passage: the lexical share (NaN for a passage in another language than the
-        question's) and the cosine of the question to the passage or, when closer, to its best answer unit
-        (a table row answers where the table as a whole reads as far off), with the language offset."""
+        question's) and the cosine of the question to the passage or, when closer, to its best table row
+        (a row answers where the table as a whole reads as far off), with the language offset."""
         hits = retrieval.hits[:3]
         asked = language_of(question)
         lexical = np.array([self._lexical_share(question, set(hit.chunk.tokens)) if language_of(hit.text) == asked
@@ -171,7 +171,7 @@ class AnswerPipeline:
                 vector = self.retriever.embedder.encode([question], Role.QUERY)[0]
             semantic = self.retriever.index.vectors([hit.chunk.id for hit in hits]) @ vector
             embedder = self.retriever.embedder
-            units = [[u.text for u in answer_units(hit.text)] for hit in hits]
+            units = [[u.text for u in answer_units(hit.text) if u.is_row] for hit in hits]
             flat = [text for texts in units for text in texts]
             if flat:
                 closeness = iter(embedder.encode(flat, Role.PASSAGE) @ vector)

@@ -101,8 +101,18 @@ def test_table_chunks_never_split_a_row_and_repeat_the_header(pages):
     chunks = Chunker(chunk_size=200, chunk_overlap=30).split([page])
     table = [c for c in chunks if "| Kentucky |" in c.text or "| Alabama |" in c.text]
     header = next(line for line in page.text.splitlines() if line.startswith("| State / Territory |"))
-    assert len(table) == 2 and all(c.text.startswith(header) for c in table)
+    assert len(table) == 2 and all(c.text.startswith(f"NICS Firearm Background Checks November - 2015\n{header}") for c in table)
     for chunk in chunks:
         assert chunk.text.endswith(page.text[chunk.start:chunk.end])
-        for line in chunk.text.splitlines():
+        title = "NICS Firearm Background Checks November - 2015"
+        for line in chunk.text.splitlines()[1 if chunk.text.startswith(title + "\n") else 0:]:
             assert line in page.text.splitlines()  # whole rows only
+
+
+def test_a_caption_below_a_table_names_each_of_its_chunks(pages):
+    from rag.documents import Page
+
+    text = pages("acl2020-main-447.pdf")[4]
+    chunks = Chunker().split([Page("acl.pdf", 5, text)])
+    doi = next(c for c in chunks if "| Papers w/ DOIs | 52.2M (64.3%) |" in c.text)
+    assert doi.text.startswith("Table 3: Statistics on paper provenance.")
