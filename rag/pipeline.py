@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from rag.embed import Role
-from rag.embed.base import LANGUAGE_OFFSET_SCALE
 from rag.generate.base import GenerationError, GenerationRequest, Generator
 from rag.generate.citations import CitationCheck, check_citations
 from rag.generate.extractive import ExtractiveGenerator
@@ -177,8 +176,9 @@ class AnswerPipeline:
                 closeness = iter(embedder.encode(flat, Role.PASSAGE) @ vector)
                 best = [max((float(next(closeness)) for _ in texts), default=-1.0) for texts in units]
                 semantic = np.maximum(semantic, best)
-            semantic = semantic + np.array([embedder.language_offset(asked, language_of(hit.text), LANGUAGE_OFFSET_SCALE)
-                                            for hit in hits])
+            # the whole measured gap: evidence asks whether a passage is about the question, in whatever
+            # language (half of it only breaks near ties in ranking)
+            semantic = semantic + np.array([embedder.language_offset(asked, language_of(hit.text)) for hit in hits])
         return lexical, semantic
 
     def _lexical_share(self, question: str, passage: set[str]) -> float:

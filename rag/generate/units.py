@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rag.text import CJK, PAGE_NUMBER_LINE, TABLE_ROW, TABLE_SEPARATOR, split_sentences
 
 _LEADERS = re.compile(r"(?:[.⋅·…]\s?){4,}\s*\S{0,6}$")
-_CODE_CHARS = re.compile(r"[\\{}=^_$&%#<>~`]")
+_CODE_CHARS = re.compile(r"[\\{}=^$&%#<>~`]")
 _WORDISH = re.compile(f"[A-Za-z]{{2,}}|[{CJK}]")
 _PATH_LIKE = re.compile(r"\S+\.(?:pdf|md|txt|docx?|html?|tex|cls|bib|sty|png|jpe?g|zip|json|csv)\b|\b[0-9a-f]{12,}\b|"
                         r"https?://\S+|\b[\w.-]+/[\w.-]+(?:/[\w.-]+)*\s@", re.IGNORECASE)
