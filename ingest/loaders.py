@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ingest.pdf_layout import page_text, running_lines
 from rag.config import Settings
@@ -171,6 +171,16 @@ def _inflates_too_far(page: PageObject) -> bool:
     return False
 
 
+def _pdfium_page(document: Any, number: int) -> Any:
+    """Page ``number`` of a pdfium document, or None when pdfium cannot load it (a damaged page)."""
+    import pypdfium2 as pdfium
+
+    try:
+        return document[number - 1]
+    except pdfium.PdfiumError:
+        return None
+
+
 def _pdfium_texts(data: bytes, pages: int, skipped: set[int]) -> list[str]:
     """The text of the first ``pages`` pages in reading order; a page in ``skipped`` or one pdfium cannot
     read is empty."""
@@ -183,7 +193,7 @@ def _pdfium_texts(data: bytes, pages: int, skipped: set[int]) -> list[str]:
     texts = []
     try:
         numbers = [n for n in range(1, min(pages, len(document)) + 1)]
-        running = running_lines(document[n - 1] for n in numbers if n not in skipped)
+        running = running_lines(page for n in numbers if n not in skipped and (page := _pdfium_page(document, n)) is not None)
         for number in numbers:
             if number in skipped:
                 texts.append("")
