@@ -80,18 +80,22 @@ def language_offsets(settings: Settings) -> tuple[tuple[str, str, float], ...]:
 
 
 def features(pipeline: AnswerPipeline, questions: list[str]) -> np.ndarray:
-    """Per question and top-three passage: (lexical share, cosine); shape (questions, 3, 2)."""
+    """Per question and top-three passage: (lexical share, cosine, whether the question names something
+    that no passage holds); shape (questions, 3, 3)."""
     rows = []
     for text in questions:
-        lexical, semantic = pipeline.evidence_parts(text, pipeline.retriever.search(text, mode=pipeline.mode, k=5))
+        retrieval = pipeline.retriever.search(text, mode=pipeline.mode, k=5)
+        lexical, semantic = pipeline.evidence_parts(text, retrieval)
         pad = 3 - len(lexical)
-        rows.append(np.stack([np.pad(lexical, (0, pad)), np.pad(semantic, (0, pad), constant_values=-1.0)], axis=1))
+        missing = np.full(3, float(bool(pipeline.missing_specifics(text, retrieval))))
+        rows.append(np.stack([np.pad(lexical, (0, pad)), np.pad(semantic, (0, pad), constant_values=-1.0), missing], axis=1))
     # padding (fewer than three hits) scores 0 words and a cosine of -1: no evidence
     return np.array(rows)
 
 
 def evidence(parts: np.ndarray, rule: Abstention) -> np.ndarray:
-    return combined_evidence(parts[..., 0], parts[..., 1], rule).max(axis=1)
+    """Each question's evidence; none when it names something that no passage holds."""
+    return np.where(parts[:, 0, 2] > 0, -1.0, combined_evidence(parts[..., 0], parts[..., 1], rule).max(axis=1))
 
 
 def rates(positive: np.ndarray, negative: np.ndarray, rule: Abstention) -> tuple[float, float]:

@@ -24,7 +24,7 @@ SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", 
 
 TITLE_CHARS = 120
 """The longest table title (caption or lines above) repeated in the table's chunks."""
-LAYOUT = "pdfium-layout/1"
+LAYOUT = "pdfium-layout/2"
 """Which PDF reader made the pages (see :mod:`ingest.pdf_layout`): recorded in the manifest, so a new one
 re-reads every file."""
 

@@ -20,7 +20,8 @@ _CJK_PUNCT = re.compile("([\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 _HYPHEN_BREAK = re.compile(r"(?<=[^\W\d_])-\n(?=[a-z])")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK}\u3000-\u303f\uff00-\uffef])[ \t]+(?=[{CJK}\u3000-\u303f\uff00-\uffef])")
-_SPACE_AT_CJK_PUNCT = re.compile("(?<=[\u3000-\u303f\uff00-\uffef])[ \t]+|[ \t]+(?=[\u3000-\u303f\uff00-\uffef])")
+_SPACE_AT_CJK_PUNCT = re.compile("(?<=[\u3000-\u303f\uff00-\uffef])[ \t]+(?!\\|)|(?<!\\|)[ \t]+(?=[\u3000-\u303f\uff00-\uffef])")
+"""Spaces beside full-width punctuation, except a table cell's border ("宏包。 |")."""
 _SPACED_LETTERS = re.compile(r"(?<!\S)(?:[A-Za-z_()\[\]{}.,:=] ){4,}[A-Za-z_()\[\]{}.,:=](?!\S)")
 _SENTENCE_END = tuple(".!?:;。！？：；…”」』)）")
 SOFT_HYPHEN = "\u00ad"

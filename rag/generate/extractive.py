@@ -17,7 +17,7 @@ from rag.embed import Embedder, Role
 from rag.embed.base import LANGUAGE_OFFSET_SCALE
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import quoted_header
-from rag.generate.units import answer_units, asks_for_number, new_numbers
+from rag.generate.units import answer_units, asks_for_date, asks_for_number, gives_quantity, new_date, new_numbers
 from rag.text import BM25Tokenizer, language_of
 
 
@@ -90,7 +90,8 @@ class ExtractiveGenerator:
             _Sentence(p.n, unit.position, unit.text, set(self.tokenizer.tokenize(unit.text)))
             for p in passages for unit in answer_units(p.text)
         ]
-        sentences = [s for s in sentences if len(s.tokens) >= 3]
+        unique = {s.text: s for s in reversed(sentences)}  # the same line in two passages: quoted from the first
+        sentences = [s for s in sentences if len(s.tokens) >= 3 and unique[s.text] is s]
         if not sentences:
             return []
         query_tokens = set(self.tokenizer.tokenize(question))
@@ -113,7 +114,9 @@ class ExtractiveGenerator:
         overlap = np.where(other, np.maximum(overlap, LANGUAGE_OFFSET_SCALE * semantic), overlap)
         relevance = overlap + weight * semantic
         if self.number_weight and asks_for_number(question):
-            relevance = relevance + self.number_weight * np.array([new_numbers(s.text, question) for s in sentences])
+            # "when" is answered by a date, not by any number
+            gives = new_date if asks_for_date(question) else new_numbers
+            relevance = relevance + self.number_weight * np.array([gives(s.text, question) for s in sentences])
         rank_prior = np.array([1.0 / (1 + self.rank_discount * (s.passage - 1)) for s in sentences])
         relevance = relevance * rank_prior
         chosen: list[int] = []
@@ -126,6 +129,8 @@ class ExtractiveGenerator:
             if relevance[best] <= 0 or (chosen and relevance[best] < self.cutoff * relevance[chosen[0]]):
                 break
             chosen.append(best)
+        if asks_for_number(question) and not any(gives_quantity(sentences[i].text, question) for i in chosen):
+            return []  # asked for a quantity, a date or a version, and no relevant unit states one
         return [sentences[i] for i in chosen]
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:

@@ -35,8 +35,19 @@ class Passage:
     chunk_id: int = -1
 
 
-def not_found(question: str) -> str:
-    return NOT_FOUND[language_of(question)]
+NOT_MENTIONED = {"en": " None of the passages found mentions {names}.", "zh": "找到的段落都没有提到{names}。"}
+
+
+def not_found(question: str, missing: Sequence[str] = ()) -> str:
+    """The refusal in the question's language, saying what no passage mentions when that is the reason.
+
+    Example:
+        >>> not_found("How many checks in October?", ["October"])
+        'Not found in your documents. None of the passages found mentions October.'
+    """
+    language = language_of(question)
+    names = (", " if language == "en" else "、").join(missing)
+    return NOT_FOUND[language] + (NOT_MENTIONED[language].format(names=names) if missing else "")
 
 
 QUOTED = {"en": "Quoted from the documents, in {language}:", "zh": "以下摘自文档（{language}原文）："}

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from rag.text import CJK, PAGE_NUMBER_LINE, TABLE_ROW, TABLE_SEPARATOR, split_sentences
 
 _LEADERS = re.compile(r"(?:[.⋅·…]\s?){4,}\s*\S{0,6}$")
+_RULE = re.compile(r"(?:[-–—_=*]\s){5,}")
+"""A rule drawn with characters ("- - - - - - x"), as transcript captions and forms have: a layout line."""
 _CODE_CHARS = re.compile(r"[\\{}=^$&%#<>~`]")
 _WORDISH = re.compile(f"[A-Za-z]{{2,}}|[{CJK}]")
 _PATH_LIKE = re.compile(r"\S+\.(?:pdf|md|txt|docx?|html?|tex|cls|bib|sty|png|jpe?g|zip|json|csv)\b|\b[0-9a-f]{12,}\b|"
@@ -48,9 +50,25 @@ def _is_heading(text: str) -> bool:
 _ASKS_FOR_NUMBER = re.compile(
     r"(?i)\b(?:how (?:many|much|long|old|far|big|large|often|well|high|fast)|when|what time|(?:which|what) (?:year|day|month|date)|"
     r"number|total|amount|count|cost|price|percentage|percent|rate|accuracy|score|version|release|size|length|average|mean)\b|"
-    r"多少|几|多大|多长|多久|多高|多远|哪一年|哪年|何时|什么时候|版本|日期|时间|金额|比例|数量|总数|总计|合计|平均")
+    r"多少|几|多大|多长|多久|多高|多远|哪一年|哪年|何时|什么时候|版本|日期|时间|金额|比例|数量|总数|总计|合计|平均|[字页人次个]数")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _MATH = re.compile(r"[=+−×÷±∂∇∫∑∏√≤≥≈∞⎧⎨⎩⎪λθσρφΛΩ]")
+
+
+_ASKS_FOR_DATE = re.compile(r"(?i)\b(?:when|what time|(?:which|what) (?:year|day|month|date))\b|哪一年|哪年|何时|什么时候|日期|哪天|哪一天|几月")
+_DATE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b|\b\d{1,2}\s+(?:jan|feb|mar|apr|may|"
+                   r"jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:19|20)\d\d\b|\d{1,2}\s*月|\d{4}\s*年|\d{1,2}\s*日")
+
+
+def asks_for_date(question: str) -> bool:
+    """Whether the question asks when (answered by a date, not just any number)."""
+    return bool(_ASKS_FOR_DATE.search(question))
+
+
+def new_date(text: str, question: str) -> bool:
+    """Whether ``text`` holds a date ("August 3, 2020", "2019 年") that the question does not."""
+    asked = set(_DATE.findall(question))
+    return any(d not in asked for d in _DATE.findall(text))
 
 
 def asks_for_number(question: str) -> bool:
@@ -58,10 +76,21 @@ def asks_for_number(question: str) -> bool:
     return bool(_ASKS_FOR_NUMBER.search(question))
 
 
+_NUMBER_WORD = re.compile(r"(?i)\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+                          r"fifty|hundred|thousand|million|billion|dozen|half|twice|once)\b|[一二两三四五六七八九十百千万亿半]")
+
+
 def new_numbers(text: str, question: str) -> bool:
     """Whether ``text`` holds a number that the question does not."""
     asked = set(_NUMBER.findall(question))
     return any(n not in asked for n in _NUMBER.findall(text))
+
+
+def gives_quantity(text: str, question: str) -> bool:
+    """Whether ``text`` states a quantity the question does not: a new number, or one in words ("two
+    years", "两年")."""
+    asked = {w.lower() for w in _NUMBER_WORD.findall(question)}
+    return new_numbers(text, question) or any(w.lower() not in asked for w in _NUMBER_WORD.findall(text))
 
 
 @dataclass(frozen=True)
@@ -93,7 +122,7 @@ def is_quotable(text: str) -> bool:
     stripped = text.strip()
     if len(stripped) < 40 and not stripped.rstrip(" )]）】\"”").endswith(_HEADING_END) and _is_heading(stripped):
         return False  # a heading or a label
-    if stripped.endswith(("?", "？")) or _LEADERS.search(stripped) or PAGE_NUMBER_LINE.fullmatch(stripped):
+    if stripped.endswith(("?", "？")) or _LEADERS.search(stripped) or _RULE.search(stripped) or PAGE_NUMBER_LINE.fullmatch(stripped):
         return False
     visible = len(re.sub(r"\s", "", stripped))
     if stripped.startswith("\\") or len(_CODE_CHARS.findall(stripped)) > 0.06 * visible:
@@ -110,7 +139,8 @@ def _wordish_share(text: str) -> float:
 
 
 def answer_units(text: str) -> list[Unit]:
-    """The passage's quotable units in order: sentences, and table rows under their header."""
+    """The passage's quotable units in order: sentences, and table rows under their header (a table's
+    title line is left out)."""
     units: list[Unit] = []
     header: list[str] | None = None
     lines = text.split("\n")
@@ -126,6 +156,8 @@ def answer_units(text: str) -> list[Unit]:
                 units.append(Unit(shown, line, len(units), is_row=True))
             continue
         header = None
+        if i + 1 < len(lines) and TABLE_ROW.match(lines[i + 1]):
+            continue  # a table's title, which every chunk of the table repeats: no answer
         for sentence in split_sentences(line):
             if is_quotable(sentence):
                 units.append(Unit(sentence, sentence, len(units)))

@@ -174,6 +174,24 @@ def test_pdf_answers_quote_table_rows_times_and_the_twin_in_the_question_languag
     assert any(Path(c.source).name == "elegantpaper-en.pdf" and c.page == 1 for c in version.citations)
 
 
+@pytest.mark.slow
+def test_questions_about_what_the_pdfs_do_not_hold_are_refused_with_the_reason(corpus_index, embedder):
+    """Near misses on real pages: the NICS table is November's, the S2ORC paper states no price, the
+    LongEval paper reports no kappa for arXiv; the same questions about what the pages hold are answered."""
+    _, index_dir, _ = corpus_index
+    retriever = Retriever(Index.open(index_dir), embedder)
+    corpus = AnswerPipeline(retriever, make_generator("extractive", embedder, retriever.tokenizer, dense_weight=retriever.dense_weight_for))
+    march = corpus.answer("How many NICS permit checks were run in Texas in March 2015?")
+    assert march.refused and march.missing == ["March"] and march.text.endswith("mentions March.")
+    november = corpus.answer("How many NICS permit checks were run in Texas in November 2015?")
+    assert not november.refused and "21,550" in november.text
+    price = corpus.answer("S2ORC-SciBERT 的预训练花了多少美元？")
+    assert price.refused and price.to_json()["missing"] == ["an amount of money"] and "没有提到" in price.text
+    arxiv = corpus.answer("What Fleiss kappa did LongEval report for FINE annotations on arXiv?")
+    assert arxiv.refused and arxiv.missing == ["arXiv"]
+    assert not corpus.answer("What Fleiss kappa did LongEval report for FINE annotations on PubMed?").refused
+
+
 def test_a_quoted_header_says_when_the_documents_are_in_another_language():
     from rag.generate.prompt import quoted_header, split_header
 
