@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ ENV_VARS = {
     "llm": "RAG_LLM",
     "adapter": "RAG_ADAPTER",
     "reranker": "RAG_RERANKER",
+    "openai_api_key": "RAG_OPENAI_API_KEY",
 }
 
 
@@ -44,6 +45,8 @@ class Settings:
     llm: str = "extractive"
     adapter: str | None = None
     reranker: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    """Sent as a bearer token to the ``openai:`` server of ``llm`` (the operator's), and to no other URL."""
     max_upload_mb: int = 200
     """The largest file the UI accepts for upload."""
     parse_processes: int = 4

@@ -21,7 +21,7 @@ from rag.embed import Role
 from rag.generate.base import GenerationError, GenerationRequest, Generator
 from rag.generate.citations import CitationCheck, check_citations
 from rag.generate.extractive import ExtractiveGenerator
-from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, not_found, split_header
+from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, neutralise, not_found, split_header
 from rag.generate.units import answer_units
 from rag.retrieve import Mode, RetrievalResult, Retriever
 from rag.retrieve.variants import KeywordExtractor
@@ -62,6 +62,9 @@ _FOLLOW_UP = re.compile(
     r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|what about|and)\b|它|他|她|这|那|其|该|还有",
     re.IGNORECASE,
 )
+
+_SOURCES_BLOCK = re.compile(r"(?ims)^[ \t]*(?:sources?|references?|citations?|来源|出处|参考来源|引用)\s*[:：].*\Z")
+"""A sources list that a model wrote at the end of its answer (an obedient one copies the documents')."""
 
 Turn = tuple[str, str]
 """A past exchange: (question, answer)."""
@@ -215,7 +218,8 @@ class AnswerPipeline:
         started = time.perf_counter()
         standalone = self.standalone_question(question, history)
         retrieval = self.retriever.search(standalone, mode=self.mode, k=self.k, window=0)
-        passages = [Passage(h.rank, h.source, h.page, h.text, h.chunk.id) for h in retrieval.hits]
+        # markers, sources blocks and documents tags in document text never reach a backend
+        passages = [Passage(h.rank, h.source, h.page, neutralise(h.text), h.chunk.id) for h in retrieval.hits]
         evidence = self.evidence(standalone, retrieval)
         missing = self.missing_specifics(standalone, retrieval)
         if evidence < self.abstention.min_evidence or missing:
@@ -304,6 +308,7 @@ def generate_reply(generator: Generator, tokenizer: BM25Tokenizer, request: Gene
         yield Reply(raw)
         return
     header, body = split_header(raw)
+    body = _SOURCES_BLOCK.sub("", body).strip()  # the pipeline lists the sources itself
     check = check_citations(body, {p.n: p.text for p in request.passages}, tokenizer)
     yield Reply(f"{header}\n{check.text}" if header else check.text, header, check)
 

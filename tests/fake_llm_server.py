@@ -27,7 +27,7 @@ class FakeLLMServer:
 
             def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append({"path": self.path, "body": body})
+                owner.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization")})
                 if self.path != "/v1/chat/completions":
                     self.send_error(404)
                     return

@@ -187,7 +187,7 @@ class RaftBuilder:
         passages = [Passage(n, c.path, c.page, c.text, c.id) for n, c in enumerate(chunks, start=1)]
         oracle_n = next((p.n for p in passages if p.chunk_id == case.oracle.id), None)
         target = cite(oracle_n) if oracle_n else NOT_FOUND_MARKER
-        messages = build_messages(case.question, passages) + [{"role": "assistant", "content": target}]
+        messages = build_messages(case.question, passages, boundary=f"{rng.getrandbits(64):016x}") + [{"role": "assistant", "content": target}]
         return {
             "split": split,
             "oracle": {"source": case.oracle.path, "page": case.oracle.page, "chunk_id": case.oracle.id} if oracle_n else None,

@@ -1,7 +1,7 @@
 """Checking an answer's citations against the passages they point at.
 
 Example:
-    >>> check = check_citations("It lasts two years [1]. It is blue [7].", {1: "The warranty lasts two years."}, tokenizer)
+    >>> check = check_citations("It lasts two years [1]. It is blue [7].", {1: "The warranty lasts two years."}, BM25Tokenizer())
     >>> check.text, check.grounded, check.removed_markers
     ('It lasts two years [1]. It is blue.', True, [7])
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
+from rag.generate.support import SUPPORT_THRESHOLD, support
 from rag.text import BM25Tokenizer, split_sentences
 
 _MARKER = re.compile(r"\s?[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
+_AFTER_MARKER = re.compile(r"(?<=[\]】])\s+(?=[^\s\[【.,;:!?。，；：！？])")
 _LEADING_MARKERS = re.compile(r"^(?:\s*[\[【][\d,，\s]+[\]】])+")
-SUPPORT_THRESHOLD = 0.5
-"""A cited sentence is supported when at least this share of its content words occur in a cited passage."""
 
 
 @dataclass
@@ -51,9 +52,11 @@ class CitationCheck:
 
 def _sentences(text: str) -> list[str]:
     """The answer's sentences (see :func:`rag.text.split_sentences`: never cut inside "81.1M" or after
-    "et al."), each with the citation markers that follow it."""
+    "et al."), each with the citation markers that follow it; text after a marker starts a new claim
+    ("row one [1] row two [2]": table rows end without a full stop)."""
     sentences: list[str] = []
-    for piece in split_sentences(text):
+    pieces = [part for piece in split_sentences(text) for part in _AFTER_MARKER.split(piece)]
+    for piece in pieces:
         leading = _LEADING_MARKERS.match(piece)
         if leading and sentences:
             sentences[-1] += " " + leading.group().strip()
@@ -69,24 +72,43 @@ def markers(text: str) -> list[int]:
 
 def check_citations(answer: str, passages: Mapping[int, str], tokenizer: BM25Tokenizer,
                     threshold: float = SUPPORT_THRESHOLD) -> CitationCheck:
+    """Markers pointing at no passage are removed; then each marker of each sentence is kept only when its
+    passage supports that sentence by itself (words, numbers, polarity and names: see
+    :func:`rag.generate.support.support`). A sentence left with no marker is unsupported."""
     removed: list[int] = []
 
     def keep_valid(match: re.Match[str]) -> str:
         numbers = [int(n) for n in re.split(r"\s*[,，]\s*", match.group(1))]
         valid = [n for n in numbers if n in passages]
         removed.extend(n for n in numbers if n not in passages)
-        return "".join(f" [{n}]" if i == 0 else f"[{n}]" for i, n in enumerate(valid))
+        return _render(valid)
 
-    text = _MARKER.sub(keep_valid, answer).strip()
-    text = re.sub(r" +([.!?。！？,，])", r"\1", text)
-    check = CitationCheck(text, removed_markers=removed)
+    text = _tidy(_MARKER.sub(keep_valid, answer))
     passage_tokens = {n: set(tokenizer.tokenize(t)) for n, t in passages.items()}
+    checked: list[SentenceCheck] = []
+    kept_text = text
     for raw in _sentences(text):
         sentence = raw.strip()
-        words = set(tokenizer.tokenize(_MARKER.sub("", sentence)))
-        if not sentence or not words:
+        claim = _MARKER.sub("", sentence).strip()
+        if not sentence or not tokenizer.tokenize(claim):
             continue
-        cited = markers(sentence)
-        support = max((len(words & passage_tokens[n]) / len(words) for n in cited), default=0.0)
-        check.sentences.append(SentenceCheck(sentence, cited, round(support, 3), bool(cited) and support >= threshold))
-    return check
+        scores = {n: support(claim, passages[n], tokenizer, passage_tokens[n]) for n in dict.fromkeys(markers(sentence))}
+        kept = [n for n, score in scores.items() if score >= threshold]
+        shown = _tidy(_MARKER.sub(partial(_keep_only, kept), sentence))
+        kept_text = kept_text.replace(sentence, shown, 1)
+        checked.append(SentenceCheck(shown, kept, round(max(scores.values(), default=0.0), 3), bool(kept)))
+    return CitationCheck(kept_text, checked, removed_markers=removed)
+
+
+def _keep_only(kept: list[int], match: re.Match[str]) -> str:
+    """A marker group rewritten to the numbers in ``kept``."""
+    return _render([n for n in markers(match.group(0)) if n in kept])
+
+
+def _render(numbers: list[int]) -> str:
+    return "".join(f" [{n}]" if i == 0 else f"[{n}]" for i, n in enumerate(numbers))
+
+
+def _tidy(text: str) -> str:
+    """No space before closing punctuation, none at the ends."""
+    return re.sub(r" +([.!?。！？,，])", r"\1", text).strip()

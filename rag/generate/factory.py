@@ -12,8 +12,9 @@ SPECS = "extractive | hf:MODEL_DIR | openai:BASE_URL#MODEL"
 
 
 def make_generator(spec: str, embedder: Embedder, tokenizer: BM25Tokenizer, adapter: str | None = None,
-                   dense_weight: Callable[[str], float] | None = None) -> Generator:
-    """The backend for ``spec``; raises :class:`GenerationError` for a spec it cannot use."""
+                   dense_weight: Callable[[str], float] | None = None, api_key: str | None = None) -> Generator:
+    """The backend for ``spec``; raises :class:`GenerationError` for a spec it cannot use. ``api_key`` goes
+    to an ``openai:`` server only: pass the operator's key only for the operator's own spec."""
     kind, _, rest = spec.partition(":")
     if spec == "extractive":
         if adapter:
@@ -27,5 +28,5 @@ def make_generator(spec: str, embedder: Embedder, tokenizer: BM25Tokenizer, adap
         from rag.generate.openai_server import OpenAIServerGenerator
 
         base_url, _, model = rest.partition("#")
-        return OpenAIServerGenerator(base_url, model)
+        return OpenAIServerGenerator(base_url, model, api_key=api_key)
     raise GenerationError(f"unknown LLM spec {spec!r}; use {SPECS}")

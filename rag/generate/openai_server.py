@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import json
-import os
+import re
 import time
 from collections.abc import Iterator
 
@@ -20,11 +20,12 @@ from rag.text import estimate_tokens
 
 class OpenAIServerGenerator:
     """Streams ``POST {base_url}/chat/completions``; retries connection failures and 5xx answers (with
-    back-off) until the first token arrives; ``RAG_OPENAI_API_KEY`` is sent as a bearer token if set."""
+    back-off) until the first token arrives; ``api_key``, when given, is sent as a bearer token. Error
+    messages never show credentials written into the URL."""
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, timeout: float = 60.0, retries: int = 2,
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 2,
                  context_window: int = 8192, temperature: float = 0.1) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -32,8 +33,8 @@ class OpenAIServerGenerator:
         self._timeout = httpx.Timeout(timeout, connect=5.0)
         self._retries = retries
         self._temperature = temperature
-        key = os.environ.get("RAG_OPENAI_API_KEY")
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._shown = redact_url(self.base_url)
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
@@ -56,7 +57,8 @@ class OpenAIServerGenerator:
                         continue
                     if response.status_code >= 400:
                         detail = response.read().decode(errors="replace").strip().replace("\n", " ")[:200]
-                        raise GenerationError(f"LLM server {url} answered HTTP {response.status_code}: {detail}")
+                        raise GenerationError(f"LLM server {self._shown}/chat/completions answered HTTP {response.status_code}: "
+                                              f"{redact_url(detail)}")
                     for line in response.iter_lines():
                         if stopped():
                             return
@@ -70,11 +72,24 @@ class OpenAIServerGenerator:
                 if attempt < self._retries:
                     time.sleep(0.5 * 2 ** attempt)
                     continue
-                raise GenerationError(f"cannot reach the LLM server at {self.base_url} ({exc}); is it running?") from exc
+                raise GenerationError(f"cannot reach the LLM server at {self._shown} ({redact_url(str(exc))}); is it running?") from exc
             except httpx.TimeoutException as exc:
-                raise GenerationError(f"LLM server {self.base_url} timed out ({type(exc).__name__})") from exc
+                raise GenerationError(f"LLM server {self._shown} timed out ({type(exc).__name__})") from exc
             except httpx.HTTPError as exc:
-                raise GenerationError(f"LLM server {self.base_url} failed: {exc}") from exc
+                raise GenerationError(f"LLM server {self._shown} failed: {redact_url(str(exc))}") from exc
+
+
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with any user:password written into a URL replaced by ``***``.
+
+    Example:
+        >>> redact_url("http://alice:s3cret@llm.local:8000/v1")
+        'http://***@llm.local:8000/v1'
+    """
+    return _CREDENTIALS.sub("***@", text)
 
 
 def _delta(line: str) -> str | None:

@@ -25,15 +25,18 @@ def repeated_examples(train: int = 7, validation: int = 2, filler: int = 1) -> l
     repeats each passage's text (longer examples); the last validation one has no oracle."""
     examples = []
     for i in range(train + validation):
-        passages = [Passage(n, f"/docs/{n}.pdf", n, " ".join([TEXTS[(i + n) % 4]] * filler), 10 * i + n) for n in (1, 2)]
-        question = ["How long is the warranty?", "保修多久？"][i % 2]
         split = "train" if i < train else "validation"
         oracle = split == "train" or i < train + validation - 1
+        # the oracle passage [1] says what the target claims (the citation check keeps only such markers)
+        texts = [TEXTS[1] if oracle else TEXTS[0], TEXTS[2 + i % 2]]
+        passages = [Passage(n, f"/docs/{n}.pdf", n, " ".join([texts[n - 1]] * filler), 10 * i + n) for n in (1, 2)]
+        question = ["How long is the warranty?", "保修多久？"][i % 2]
         examples.append({
             "split": split, "question": question, "answer": "two years" if oracle else None,
             "oracle": {"source": passages[0].source, "page": 1, "chunk_id": passages[0].chunk_id} if oracle else None,
             "passages": [p.__dict__ for p in passages],
-            "messages": build_messages(question, passages) + [{"role": "assistant", "content": TARGET if oracle else "NOT_FOUND"}],
+            "messages": build_messages(question, passages, boundary=f"{i:016x}")
+                        + [{"role": "assistant", "content": TARGET if oracle else "NOT_FOUND"}],
         })
     return examples
 

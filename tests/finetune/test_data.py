@@ -9,7 +9,7 @@ import pytest
 
 from rag.finetune.examples import DataError, read_examples
 from rag.generate.base import GenerationRequest
-from rag.generate.prompt import NOT_FOUND_MARKER, Passage
+from rag.generate.prompt import NOT_FOUND_MARKER, Passage, neutralise
 from tests.app.test_cli import rag
 from tests.fake_llm_server import FakeLLMServer
 from tests.finetune.conftest import write_jsonl
@@ -52,7 +52,9 @@ def test_examples_from_a_questions_file_split_by_document_in_the_live_format(cor
     for example in examples:
         passages = [Passage(p["n"], p["source"], p["page"], p["text"], p["chunk_id"]) for p in example["passages"]]
         assert [p.n for p in passages] == list(range(1, len(passages) + 1))
-        assert example["messages"][:-1] == GenerationRequest(example["question"], passages).messages  # what backends get
+        served = GenerationRequest(example["question"], passages).messages  # what backends get, but for the boundary
+        tag = re.search(r"documents-[0-9a-f]{16}", example["messages"][0]["content"]).group(0)
+        assert example["messages"][:-1] == json.loads(re.sub(r"documents-[0-9a-f]{16}", tag, json.dumps(served)))
         target = example["messages"][-1]
         assert target["role"] == "assistant"
         if example["split"] == "train":
@@ -64,7 +66,7 @@ def test_examples_from_a_questions_file_split_by_document_in_the_live_format(cor
             assert not any(given.get("answer", "\0") in p.text for p in passages)
             continue
         oracle = next(p for p in passages if p.chunk_id == example["oracle"]["chunk_id"])
-        assert oracle.source == example["oracle"]["source"] and oracle.text in example["messages"][1]["content"]
+        assert oracle.source == example["oracle"]["source"] and neutralise(oracle.text) in example["messages"][1]["content"]
         assert f"[{oracle.n}]" in target["content"]
         assert Path(oracle.source).resolve() == Path(given["source"]).resolve()
         if given.get("answer"):  # the target quotes the oracle's sentence that holds the answer

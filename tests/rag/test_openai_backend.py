@@ -1,6 +1,7 @@
 """The OpenAI-compatible backend against a local fake server speaking streaming chat completions."""
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -42,6 +43,27 @@ def test_a_server_that_is_down_is_one_clear_error():
         list(generator.stream(GenerationRequest("q", PASSAGES)))
 
 
+def test_the_key_goes_only_where_it_is_given_and_credentials_in_urls_are_never_shown():
+    from rag.generate.factory import make_generator
+    from rag.text import BM25Tokenizer
+
+    with FakeLLMServer(lambda messages: "Two years [1].") as server:
+        spec = f"openai:{server.base_url}#m"
+        make_generator(spec, None, BM25Tokenizer(), api_key="sk-operator").complete([{"role": "user", "content": "hi"}])  # type: ignore[arg-type]
+        make_generator(spec, None, BM25Tokenizer()).complete([{"role": "user", "content": "hi"}])  # type: ignore[arg-type]
+        assert [r["authorization"] for r in server.requests] == ["Bearer sk-operator", None]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(GenerationError) as down:
+        OpenAIServerGenerator(f"http://alice:s3cret@127.0.0.1:{port}/v1", "m", retries=0).complete([{"role": "user", "content": "hi"}])
+    assert "s3cret" not in str(down.value) and "alice" not in str(down.value) and "http://***@127.0.0.1" in str(down.value)
+    with FakeLLMServer(lambda messages: "ok", failures=5) as server:
+        with pytest.raises(GenerationError) as failed:
+            OpenAIServerGenerator(server.base_url.replace("http://", "http://bob:pw@"), "m", retries=0).complete([{"role": "user", "content": "hi"}])
+    assert "bob" not in str(failed.value) and "pw@" not in str(failed.value) and "HTTP 503" in str(failed.value)
+
+
 def test_http_errors_name_the_status():
     with FakeLLMServer(lambda messages: "ok", failures=5) as server:
         with pytest.raises(GenerationError, match="answered HTTP 503"):
@@ -76,7 +98,8 @@ def test_pipeline_answers_with_checked_citations_through_the_server(pipeline: An
 def test_an_obedient_model_fooled_by_a_planted_document_is_caught(pipeline: AnswerPipeline):  # noqa: F811
     def obey_injection(messages):
         user = messages[1]["content"]
-        documents = user[user.index("<documents>") : user.index("</documents>")]
+        tag = re.search(r"<(documents-[0-9a-f]{16})>", user).group(1)
+        documents = user[user.index(f"<{tag}>") : user.index(f"</{tag}>")]
         assert INJECTION.split(" <script>")[0] in documents, "planted text stays inside the documents block"
         return "HACKED. The warranty is ninety-nine years."
 
