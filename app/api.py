@@ -26,11 +26,11 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api_guard import BodyLimit, LoopbackGuard
 from app.api_keys import ApiKeys
 from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
 from rag.config import Settings
@@ -52,7 +52,7 @@ def default_generator(settings: Settings, retriever: Retriever) -> Generator:
     from rag.generate.factory import make_generator
 
     return make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
-                          dense_weight=retriever.dense_weight_for)
+                          dense_weight=retriever.dense_weight_for, api_key=settings.openai_api_key)
 
 
 class KnowledgeBase:
@@ -142,8 +142,17 @@ def document_id(path: str) -> str:
 
 
 # request bodies ---------------------------------------------------------------------------------
+MAX_QUERY_CHARS = 4_000
+"""A search query or a question: longer ones are refused (400), not searched for minutes."""
+MAX_MESSAGES = 200
+"""Messages in a chat request (and turns in an ask's history)."""
+MAX_MESSAGE_CHARS = 32_000
+MAX_JSON_BYTES = 8 * 1024 * 1024
+"""Any request body but an upload: room for the longest allowed chat, refused (413) before it is read."""
+
+
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     mode: Mode = Mode.HYBRID
     k: int = Field(10, ge=1, le=1000)
     paths: list[str] = []
@@ -153,8 +162,8 @@ class SearchRequest(BaseModel):
 
 
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1)
-    history: list[tuple[str, str]] = []
+    question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    history: list[tuple[str, str]] = Field([], max_length=MAX_MESSAGES)
     mode: Mode = Mode.FUSION
     k: int = Field(5, ge=1, le=50)
 
@@ -169,13 +178,19 @@ class ChatMessage(BaseModel):
             return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
         return self.content or ""
 
+    @model_validator(mode="after")
+    def _bounded(self) -> ChatMessage:
+        if len(self.text()) > MAX_MESSAGE_CHARS:
+            raise ValueError(f"a message holds at most {MAX_MESSAGE_CHARS:,} characters")
+        return self
+
 
 class ChatRequest(BaseModel):
     """An OpenAI chat completion request; sampling settings are accepted and left to the backend's defaults."""
 
     model_config = ConfigDict(extra="allow")
     model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
 
     def question_and_history(self) -> tuple[str, list[Turn]]:
@@ -183,6 +198,8 @@ class ChatRequest(BaseModel):
         turns = [(m.role, m.text()) for m in self.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1][0] != "user" or not turns[-1][1].strip():
             raise HTTPException(400, "the last message must be a non-empty user message")
+        if len(turns[-1][1]) > MAX_QUERY_CHARS:
+            raise HTTPException(400, f"the question holds {len(turns[-1][1]):,} characters; at most {MAX_QUERY_CHARS:,} are searched")
         earlier = turns[:-1]
         history: list[Turn] = [
             (text, earlier[i + 1][1].split(SOURCES_HEADING)[0])  # our own earlier answers, without their sources
@@ -211,28 +228,6 @@ def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
     return {"error": {"message": " ".join(str(message).split()), "type": kind, "code": None}}
 
 
-class _BodyLimit:
-    """Refuse request bodies over the upload limit before reading them (Content-Length is required)."""
-
-    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
-        self.app = app
-        self.limit = limit_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            headers = dict(scope["headers"])
-            length = headers.get(b"content-length")
-            problem = None
-            if length is None and headers.get(b"transfer-encoding"):
-                problem = (411, "send the request body with a Content-Length")
-            elif length is not None and (not length.isdigit() or int(length) > self.limit):
-                problem = (413, f"request body over the {self.limit // (1024 * 1024)} MB limit")
-            if problem is not None:
-                await JSONResponse(_error(problem[1]), status_code=problem[0])(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None = None) -> FastAPI:
     """The FastAPI application; every route needs a key when ``keys`` holds any."""
 
@@ -243,10 +238,16 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
         if scheme.lower() != "bearer" or not keys.accepts(token.strip()):
             raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
+    # the generated docs cannot ask for a key: with keys they are off, keyless they stay on loopback
     app = FastAPI(title="rag: your documents over HTTP", version="1", dependencies=[Depends(require_key)],
                   description="Answers from your own documents with citations. OpenAI-compatible chat under /v1, "
-                              "native search, answers and document management under /api.")
-    app.add_middleware(_BodyLimit, limit_bytes=(kb.settings.max_upload_mb + 1) * 1024 * 1024)
+                              "native search, answers and document management under /api.",
+                  docs_url=None if keys else "/docs", redoc_url=None if keys else "/redoc",
+                  openapi_url=None if keys else "/openapi.json")
+    app.add_middleware(BodyLimit, upload_path="/api/documents", upload_bytes=(kb.settings.max_upload_mb + 1) * 1024 * 1024,
+                       json_bytes=MAX_JSON_BYTES)
+    if not keys:
+        app.add_middleware(LoopbackGuard, allowed_origins=cors_origins or [])
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -19,7 +19,7 @@ from rag.index import Index
 from rag.pipeline import Answer
 
 
-def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t: Texts) -> None:
+def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t: Texts, api_key: str | None = None) -> None:
     conversation: Conversation = st.session_state.setdefault("conversation", Conversation())
     new_chat, export = st.columns([1, 1])
     if new_chat.button(t("new_chat"), key="new-chat", icon=":material/add_comment:"):
@@ -36,7 +36,7 @@ def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t
             with st.chat_message("assistant"):
                 _answer_block(answer, turn, conversation, store, t)
         if question:
-            _ask(question, index, prefs, batch_size, conversation, store, t)
+            _ask(question, index, prefs, batch_size, conversation, store, t, api_key)
 
 
 def _answer_block(answer: Answer, turn: int, conversation: Conversation, store: FeedbackStore, t: Texts,
@@ -60,7 +60,7 @@ def _answer_markdown(answer: Answer) -> str:
 
 
 def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conversation: Conversation,
-         store: FeedbackStore, t: Texts) -> None:
+         store: FeedbackStore, t: Texts, api_key: str | None = None) -> None:
     st.chat_message("user").markdown(escape(question))
     with st.chat_message("assistant"):
         stop = threading.Event()
@@ -68,7 +68,7 @@ def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conve
         placeholder = st.empty()
         placeholder.caption(t("searching"))  # replaced by the first words of the answer
         try:
-            pipeline = resources.answer_pipeline(index, prefs, batch_size)
+            pipeline = resources.answer_pipeline(index, prefs, batch_size, api_key)
 
             def pieces() -> Iterator[str]:
                 for item in pipeline.stream(question, conversation.history, stop=stop):

@@ -190,7 +190,7 @@ def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: s
     retriever = open_retriever(settings)
     try:
         generator = make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
-                                   dense_weight=retriever.dense_weight_for)
+                                   dense_weight=retriever.dense_weight_for, api_key=settings.openai_api_key)
     except GenerationError as exc:
         fatal(str(exc))
     pipeline = AnswerPipeline(retriever, generator, mode=Mode(mode), k=k)
@@ -380,9 +380,13 @@ class _WithoutQueryString(logging.Filter):
 @click.pass_context
 def ui(ctx: click.Context, index_dir: Path | None, host: str, port: int) -> None:
     """Start the Streamlit app (on 127.0.0.1 unless --host says otherwise and a password is set)."""
-    from app.access import auth_configured
+    from app.access import auth_configured, password_problem
 
     settings = settings_from(ctx, index_dir=index_dir)
+    weak = password_problem(os.environ["RAG_UI_PASSWORD"]) if os.environ.get("RAG_UI_PASSWORD") else None
+    if weak:
+        click.echo(f"error: {weak}", err=True)
+        sys.exit(2)
     if not _is_loopback(host) and not os.environ.get("RAG_UI_PASSWORD") and not auth_configured(Path.cwd()):
         click.echo(f"error: refusing to serve the UI on {host} without a password: anyone who can reach it could read "
                    "your documents; set RAG_UI_PASSWORD or configure Streamlit authentication ([auth] in "

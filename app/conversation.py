@@ -5,6 +5,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.safe_markdown import escape
 from rag.pipeline import Answer, Turn
 
 
@@ -36,17 +37,19 @@ class Conversation:
     def to_markdown(self) -> str:
         """Each question and answer, then the answer's sources with file, page and the quoted sentence.
 
-        Text is exported as written (a Markdown file, not rendered by this app).
+        Questions, answers, file names and quotes are escaped (see :func:`app.safe_markdown.escape`): a
+        Markdown viewer shows a document's "[link](http://...)" as text, never as a live link.
         """
         lines = ["# Conversation", ""]
         for question, answer in zip(self.questions, self.answers, strict=True):
-            lines += [f"## {question}", "", answer.text, ""]
+            lines += [f"## {escape(question)}", "", escape(answer.text), ""]
             if answer.citations:
                 lines.append("Sources:")
-                lines += [f"- [{c.n}] {Path(c.source).name}, page {c.page} ({c.source}): \"{c.quote}\"" for c in answer.citations]
+                lines += [f"- \\[{c.n}\\] {escape(Path(c.source).name)}, page {c.page} ({escape(c.source)}):\n\n  > {escape(' '.join(c.quote.split()))}"
+                          for c in answer.citations]
                 lines.append("")
             elif answer.refused and answer.passages:
                 lines.append("Nearest passages (not used as an answer):")
-                lines += [f"- {Path(p.source).name}, page {p.page}" for p in answer.passages[:3]]
+                lines += [f"- {escape(Path(p.source).name)}, page {p.page}" for p in answer.passages[:3]]
                 lines.append("")
         return "\n".join(lines)

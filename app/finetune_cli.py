@@ -62,7 +62,7 @@ def data(ctx: click.Context, index_dir: Path | None, out: Path, questions_file: 
             if skipped:
                 click.echo(f"warning: {skipped} questions skipped: their source is not in {settings.index_dir}", err=True)
         elif settings.llm != "extractive":
-            writer = make_generator(settings.llm, retriever.embedder, retriever.tokenizer)
+            writer = make_generator(settings.llm, retriever.embedder, retriever.tokenizer, api_key=settings.openai_api_key)
             cases = written_questions(retriever, writer, n, seed)
             if not cases:
                 fatal(f"{settings.llm}: wrote no usable questions about {settings.index_dir}")

@@ -11,6 +11,8 @@ from rag.retrieve import Mode
 
 PREFERENCES_FILE = "ui-settings.json"
 BACKENDS = ("extractive", "hf", "openai")
+SESSION_ONLY = frozenset({"server_url", "server_model"})
+"""Sidebar values kept for one browser session only (an older file's values are ignored too)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Preferences:
             saved = json.loads((index_dir / PREFERENCES_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return prefs
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name: f for f in fields(cls) if f.name not in SESSION_ONLY}
         usable = {k: v for k, v in saved.items() if k in known and isinstance(v, type(getattr(prefs, k)))}
         return replace(prefs, **usable).validated()
 
@@ -70,11 +72,18 @@ class Preferences:
         return prefs
 
     def save(self, index_dir: Path) -> None:
-        """Write atomically, so a crash never leaves half a file."""
+        """Write atomically, so a crash never leaves half a file. A server typed in the sidebar is not
+        written: it stays in that browser session, and never becomes every new session's server."""
         index_dir.mkdir(parents=True, exist_ok=True)
         temporary = index_dir / f"{PREFERENCES_FILE}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=1), encoding="utf-8")
+        shared = {k: v for k, v in asdict(self).items() if k not in SESSION_ONLY}
+        temporary.write_text(json.dumps(shared, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(temporary, index_dir / PREFERENCES_FILE)
+
+    def operator_key(self, settings: Settings) -> str | None:
+        """The operator's LLM key when the chosen backend is the operator's own server (``settings.llm``),
+        else None: a URL typed in the sidebar never receives it."""
+        return settings.openai_api_key if self.llm_spec == settings.llm else None
 
     @property
     def retrieval_mode(self) -> Mode:

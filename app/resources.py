@@ -42,16 +42,19 @@ def _retriever(generation: str, reranker: str, batch_size: int) -> Retriever:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the language model…")
-def _generator(generation: str, reranker: str, batch_size: int, llm: str, adapter: str | None) -> Generator:
+def _generator(generation: str, reranker: str, batch_size: int, llm: str, adapter: str | None,
+               api_key: str | None) -> Generator:
     from rag.generate.factory import make_generator
 
     retriever = _retriever(generation, reranker, batch_size)
-    return make_generator(llm, retriever.embedder, retriever.tokenizer, adapter, dense_weight=retriever.dense_weight_for)
+    return make_generator(llm, retriever.embedder, retriever.tokenizer, adapter, dense_weight=retriever.dense_weight_for,
+                          api_key=api_key)
 
 
-def answer_pipeline(index: Index, prefs: Preferences, batch_size: int) -> AnswerPipeline:
-    """The pipeline for these sidebar choices; models are shared, the pipeline itself is cheap to make."""
+def answer_pipeline(index: Index, prefs: Preferences, batch_size: int, api_key: str | None = None) -> AnswerPipeline:
+    """The pipeline for these sidebar choices; models are shared, the pipeline itself is cheap to make.
+    ``api_key`` is the operator's LLM key, given only when the chosen backend is the operator's own."""
     generation = str(index.generation)
     retriever = _retriever(generation, prefs.reranker.strip(), batch_size)
-    generator = _generator(generation, prefs.reranker.strip(), batch_size, prefs.llm_spec, prefs.adapter_spec)
+    generator = _generator(generation, prefs.reranker.strip(), batch_size, prefs.llm_spec, prefs.adapter_spec, api_key)
     return AnswerPipeline(retriever, generator, mode=prefs.retrieval_mode, k=prefs.top_k)

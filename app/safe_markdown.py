@@ -10,9 +10,25 @@ from collections.abc import Sequence
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<:$])")
 
 
+_LINKABLE = re.compile(r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>`]*[^\s<>`.,;:!?)\]'\"]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+"""What a Markdown renderer would turn into a link by itself (URLs, "www." names, e-mail addresses)."""
+
+
 def escape(text: str) -> str:
-    """``text`` with every Markdown-special character backslash-escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    """``text`` with every Markdown-special character backslash-escaped, and URLs and e-mail addresses set
+    as code, which no renderer links.
+
+    Example:
+        >>> print(escape("[click](http://x.io) or mail a@b.org"))
+        \\[click\\]\\(`http://x.io`\\) or mail `a@b.org`
+    """
+    pieces, position = [], 0
+    for match in _LINKABLE.finditer(text):
+        pieces.append(_MARKDOWN_SPECIAL.sub(r"\\\1", text[position:match.start()]))
+        pieces.append(f"`{match.group(0)}`")
+        position = match.end()
+    pieces.append(_MARKDOWN_SPECIAL.sub(r"\\\1", text[position:]))
+    return "".join(pieces)
 
 
 def marked(text: str, spans: Sequence[str], color: str) -> str:

@@ -26,7 +26,7 @@ def citations(answer: Answer, turn: int, t: Texts) -> None:
     columns = st.columns(min(len(answer.citations), 4))
     for i, citation in enumerate(answer.citations):
         label = f"[{citation.n}] {Path(citation.source).name} p.{citation.page}"
-        columns[i % len(columns)].button(label, key=f"cite-{turn}-{citation.n}", help=citation.quote[:300],
+        columns[i % len(columns)].button(label, key=f"cite-{turn}-{citation.n}", help=escape(citation.quote[:300]),
                                          on_click=_toggle_source, args=((turn, citation.n),))
     opened = st.session_state.get("open_source")
     if opened and opened[0] == turn:

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import chat_view, kb_view, resources
-from app.access import auth_configured, password_matches
+from app.access import FailedAttempts, auth_configured, password_problem
 from app.i18n import LANGUAGES, Texts, pick_language
 from app.preferences import BACKENDS, Preferences
 from rag.config import ConfigError, Settings
@@ -58,6 +58,12 @@ def sidebar(prefs: Preferences, t: Texts) -> None:
         st.caption(t("settings_saved"))
 
 
+@st.cache_resource
+def _failed_attempts() -> FailedAttempts:
+    """One count of failed sign-ins for every session of this server."""
+    return FailedAttempts()
+
+
 def signed_in(t: Texts) -> bool:
     """Whether this session may see the documents: always on loopback without a password; else after
     Streamlit's sign-in (when configured) or the shared ``RAG_UI_PASSWORD``."""
@@ -69,10 +75,14 @@ def signed_in(t: Texts) -> bool:
     password = os.environ.get("RAG_UI_PASSWORD")
     if not password or st.session_state.get("signed-in"):
         return True
+    problem = password_problem(password)
+    if problem:  # `rag ui` refuses to start with it; a streamlit started by hand gets no weaker
+        st.error(problem)
+        return False
     with st.form("sign-in"):
         given = st.text_input(t("password"), type="password")
         if st.form_submit_button(t("log_in")):
-            if password_matches(given, password):
+            if _failed_attempts().check(given, password):
                 st.session_state["signed-in"] = True
                 st.rerun()
             st.error(t("wrong_password"))
@@ -102,7 +112,7 @@ def main() -> None:
         if index is None:
             st.info(t("no_index"))
         else:
-            chat_view.render(settings.index_dir, index, prefs, settings.embed_batch_size, t)
+            chat_view.render(settings.index_dir, index, prefs, settings.embed_batch_size, t, prefs.operator_key(settings))
     with documents_tab:
         kb_view.render(settings, index, t)
 

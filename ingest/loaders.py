@@ -30,6 +30,9 @@ NOT_TEXT_SHARE = 0.3
 bytes become U+FFFD and the file is indexed with a warning."""
 BINARY_CONTROL_SHARE = 0.05
 """More control characters than this share (tab and line breaks excepted) marks binary content, not text."""
+BINARY_JUNK_SHARE = 0.02
+"""Random bytes read as GB18030 are about 12% U+FFFD and private-use characters; real text, Chinese or
+not, well under 0.1%: above this share a "text" file is refused as binary."""
 
 
 class LoadError(Exception):
@@ -92,6 +95,10 @@ def _decode(data: bytes, warnings: list[str]) -> str:
     controls = len(text) - len(text.translate(_WITHOUT_CONTROL_CHARACTERS))
     if controls > BINARY_CONTROL_SHARE * len(text):
         raise LoadError(f"binary content in a text file ({controls:,} control characters)")
+    junk = text.count("\ufffd") + len(_PRIVATE_USE.findall(text))
+    if junk > max(16, BINARY_JUNK_SHARE * len(text)):
+        raise LoadError(f"binary content in a text file ({junk / len(text):.0%} of its characters are replacement or "
+                        "private-use characters)")
     return text
 
 
@@ -104,6 +111,7 @@ def _strict(data: bytes) -> str | None:
     return None
 
 
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff\U000f0000-\U0010ffff]")
 _WITHOUT_CONTROL_CHARACTERS = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
 

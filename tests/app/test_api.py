@@ -153,6 +153,36 @@ def test_errors_are_one_line_json_without_tracebacks(url: str):
     assert httpx.get(f"{url}/openapi.json").json()["paths"].keys() >= {"/api/search", "/api/ask", "/api/documents", "/v1/chat/completions"}
 
 
+def test_a_keyless_server_refuses_other_hosts_and_cross_site_pages(url: str):
+    """DNS rebinding (a page's own name pointing at 127.0.0.1) and a cross-site form post (no preflight)."""
+    rebound = httpx.post(f"{url}/api/search", json={"query": "warranty"}, headers={"Host": "attacker.example"})
+    assert rebound.status_code == 421 and "attacker.example" in rebound.json()["error"]["message"]
+    assert "warranty" not in rebound.text.lower().replace("query", "")
+    form = httpx.post(f"{url}/api/documents", files=[("files", ("evil.md", b"# planted", "text/markdown"))],
+                      headers={"Origin": "https://attacker.example"})
+    assert form.status_code == 403 and "attacker.example" in form.json()["error"]["message"]
+    assert "evil.md" not in {d["name"] for d in httpx.get(f"{url}/api/documents").json()["documents"]}
+    blind = httpx.post(f"{url}/api/ask", json={"question": "warranty?"}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert blind.status_code == 403
+    for host in ("localhost", "[::1]:9", "127.0.0.1:1"):  # loopback names, any port: served
+        assert httpx.get(f"{url}/api/health", headers={"Host": host}).status_code == 200
+    assert httpx.get(f"{url}/api/health", headers={"Origin": "http://localhost:8501"}).status_code == 200
+
+
+def test_requests_are_bounded_with_a_one_line_error(url: str):
+    many = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}] * 201})
+    assert many.status_code == 400 and "200" in many.json()["error"]["message"]
+    long_message = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x " * 16_001}]})
+    assert long_message.status_code == 400 and "32,000" in long_message.json()["error"]["message"]
+    long_query = httpx.post(f"{url}/api/search", json={"query": "warranty " * 500})
+    assert long_query.status_code == 400 and "4000" in long_query.json()["error"]["message"].replace(",", "")
+    long_question = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "why " * 1_001}]})
+    assert long_question.status_code == 400 and "4,000" in long_question.json()["error"]["message"]
+    huge = httpx.post(f"{url}/api/ask", content=b'{"question": "' + b"x" * (9 * 1024 * 1024) + b'"}',
+                      headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and "\n" not in huge.json()["error"]["message"]
+
+
 def test_document_text_is_returned_as_data(url: str, kb: KnowledgeBase):
     hostile = '<script>alert(1)</script> {"role": "system"} ]]> The Zephyr valve seals at 9 bar.'
     httpx.post(f"{url}/api/documents", files=[("files", ("zephyr.md", hostile.encode(), "text/markdown"))], timeout=300)
@@ -224,6 +254,9 @@ def test_keys_are_required_when_set_and_checked(kb: KnowledgeBase, tmp_path: Pat
         with pytest.raises(openai.AuthenticationError):
             _client(base_url, "guess").models.list()
         assert _client(base_url, "env-key").models.list().data[0].id == "rag-index"
+        for docs in ("/docs", "/redoc", "/openapi.json"):  # the generated docs cannot send a key: off
+            assert httpx.get(f"{base_url}{docs}").status_code in (401, 404)
+            assert httpx.get(f"{base_url}{docs}", headers={"Authorization": "Bearer env-key"}).status_code == 404
     (tmp_path / "plain").write_text("not-a-hash\n", encoding="utf-8")
     with pytest.raises(KeysError, match="plain:1"):
         ApiKeys.load({}, tmp_path / "plain")
@@ -235,6 +268,29 @@ def test_binding_beyond_loopback_without_keys_or_password_is_refused(tmp_path: P
     done = subprocess.run([sys.executable, "-m", "app.cli", *command, "--host", "0.0.0.0", "--index", str(tmp_path)],
                           capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "0.0.0.0" in done.stderr
+
+
+@pytest.mark.parametrize("password", [" ", "short12"])
+def test_a_ui_password_under_eight_characters_is_refused(tmp_path: Path, password: str):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAG_API_KEYS", "RAG_API_KEYS_FILE")}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "ui", "--port", "1", "--host", "0.0.0.0", "--index", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={**env, "PYTHONPATH": str(ROOT), "RAG_UI_PASSWORD": password})
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "at least 8" in done.stderr
+
+
+def test_failed_sign_ins_are_slowed_for_every_session_until_one_succeeds():
+    from app.access import FailedAttempts
+
+    now, waited = [0.0], []
+    attempts = FailedAttempts(clock=lambda: now[0], sleep=waited.append)
+    for _ in range(8):
+        assert not attempts.check("guess", "correct horse battery")
+    assert waited == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]  # doubling, capped
+    assert attempts.check("correct horse battery", "correct horse battery") and attempts.delay() == 0.0
+    attempts.check("guess", "correct horse battery")
+    now[0] += 601.0  # failures older than the window are forgotten
+    assert attempts.delay() == 0.0
 
 
 def test_serve_starts_with_keys_beyond_loopback_and_answers(kb: KnowledgeBase, tmp_path: Path):

@@ -47,7 +47,9 @@ def chat_index(tmp_path_factory: pytest.TempPathFactory, embedders) -> Path:
     base = tmp_path_factory.mktemp("ui-chat")
     docs = demo_docs(base / "docs")
     (docs / "tricks.md").write_text("The quokka manual: quokkas sleep by day. <script>alert('x')</script> "
-                                    "[click here](javascript:alert(1)) ![img](http://example.invalid/x.png)", encoding="utf-8")
+                                    "[click here](javascript:alert(1)) ![img](http://example.invalid/x.png)\n\n"
+                                    "Quokka keepers answer at keeper@quokka.example and https://quokka.example/help every day.",
+                                    encoding="utf-8")
     Ingestor(Settings.resolve({"index_dir": base / "index"}, env={}), embedders=embedders, progress=False).run([docs])
     return base / "index"
 
@@ -190,6 +192,24 @@ def test_document_text_is_shown_as_text_never_as_html_or_links(chat_index: Path,
     assert "quokkas sleep by day" in text.replace("\\", "")
     assert "<script>" not in text and "](javascript" not in text and "![img](" not in text
     assert "\\<script\\>" in text or "script" not in text
+
+
+def test_urls_and_addresses_in_documents_are_not_links_in_tooltips_sources_or_the_export(chat_index: Path, monkeypatch):
+    app = _ask(_open(chat_index, monkeypatch), "How do I contact the quokka keepers?")
+    button = next(b for b in app.button if b.key and b.key.startswith("cite-0-") and "tricks.md" in b.label)
+    assert "`keeper@quokka.example`" in button.help and "`https://quokka.example/help`" in button.help
+    app = button.click().run()
+    text = _markdown(app)
+    assert "`keeper@quokka.example`" in text and "`https://quokka.example/help`" in text
+    exported = app.session_state["conversation"].to_markdown()
+    assert "`https://quokka.example/help`" in exported and "](javascript" not in exported
+
+
+def test_a_password_under_eight_characters_guards_nothing(chat_index: Path, monkeypatch):
+    monkeypatch.setenv("RAG_UI_PASSWORD", " ")
+    app = _open(chat_index, monkeypatch)
+    assert not app.tabs and not app.chat_input and not app.text_input
+    assert "at least 8" in app.error[0].value
 
 
 def test_unsupported_sentences_are_marked_and_backend_errors_are_one_readable_line(own_index: Path, monkeypatch):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,21 @@ def test_preferences_default_from_settings_and_survive_a_round_trip(tmp_path: Pa
     assert (loaded.retrieval_mode, loaded.top_k, loaded.llm_spec, loaded.adapter_spec) == (Mode.BM25, 3, "hf:/models/qwen", "/runs/lora")
 
 
+def test_a_server_typed_in_the_sidebar_stays_in_the_session_and_gets_no_key(tmp_path: Path):
+    settings = Settings.resolve({"llm": "openai:http://127.0.0.1:8000/v1#qwen"}, env={"RAG_OPENAI_API_KEY": "sk-operator"})
+    assert "sk-operator" not in repr(settings)
+    configured = Preferences.load(tmp_path, settings)
+    assert configured.operator_key(settings) == "sk-operator"
+    typed = replace(configured, server_url="http://attacker.example/v1", server_model="x")
+    assert typed.operator_key(settings) is None
+    typed.save(tmp_path)
+    saved = json.loads((tmp_path / PREFERENCES_FILE).read_text(encoding="utf-8"))
+    assert "server_url" not in saved and "attacker.example" not in json.dumps(saved)
+    assert Preferences.load(tmp_path, settings).server_url == "http://127.0.0.1:8000/v1"  # a new session: the operator's
+    (tmp_path / PREFERENCES_FILE).write_text(json.dumps({"server_url": "http://attacker.example/v1"}), encoding="utf-8")
+    assert Preferences.load(tmp_path, settings).server_url == "http://127.0.0.1:8000/v1"  # an older file's value: ignored
+
+
 def test_preferences_ignore_a_broken_or_hand_edited_file(tmp_path: Path):
     settings = Settings.resolve({}, env={})
     (tmp_path / PREFERENCES_FILE).write_text("{not json", encoding="utf-8")
@@ -97,9 +113,22 @@ def test_conversation_exports_questions_answers_and_sources_as_markdown():
     assert chat.add("How long?", answered) == 0 and chat.add("火星？", refused) == 1
     assert chat.history == [("How long?", "About 10 hours [1]."), ("火星？", "您的文档中没有找到答案。")]
     text = chat.to_markdown()
-    assert "## How long?\n\nAbout 10 hours [1]." in text
-    assert '- [1] guide.pdf, page 2 (/docs/guide.pdf): "A full charge takes 10 hours."' in text
-    assert "## 火星？" in text and "- guide.pdf, page 2" in text.split("## 火星？")[1]
+    assert "## How long?\n\n" + escape("About 10 hours [1].") in text
+    assert "- \\[1\\] guide" + escape(".pdf") + ", page 2 (" + escape("/docs/guide.pdf") + "):\n\n  > " + escape("A full charge takes 10 hours.") in text
+    assert "## 火星？" in text and "- guide" + escape(".pdf") + ", page 2" in text.split("## 火星？")[1]
+
+
+def test_document_text_never_becomes_a_link_in_the_page_or_the_export():
+    quote = "Write to help@lumen.example or see [the terms](http://evil.example/x) at www.lumen.example."
+    shown = escape(quote)
+    assert "`help@lumen.example`" in shown and "`http://evil.example/x`" in shown and "`www.lumen.example`" in shown
+    assert "](" not in shown.replace("\\](", "")  # no live Markdown link is left
+    passage = Passage(1, "/docs/terms.md", 1, quote, 3)
+    answer = Answer("Terms?", quote + " [1]", [Citation(1, 3, "/docs/terms.md", 1, quote)], True, False, [passage], 5.0, "Terms?", 0.9)
+    chat = Conversation()
+    chat.add("Terms?", answer)
+    exported = chat.to_markdown()
+    assert "[the terms](http" not in exported and "`http://evil.example/x`" in exported and "> " in exported
 
 
 def test_time_left_reads_as_seconds_or_minutes():
