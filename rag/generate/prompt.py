@@ -82,10 +82,15 @@ _SOURCES_LINE = re.compile(r"(?im)^[ \t]*(?:sources?|references?|citations?|来�
 _CITATION_MARK = re.compile(r"\s?[\[【［]\s*\d+(?:\s*[,，、\-–]\s*\d+)*\s*[\]】］]")
 
 
+_SUPERSCRIPT = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
+_FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+
+
 def neutralise(text: str) -> str:
     """Document text as every backend sees it: nothing in it can become a citation, a source or a prompt
     boundary. Citation-like markers ("[2]", "【3】", "[1, 4]") are removed (a paper's own reference
-    numbers would read as ours), lines that look like a passage header ("[2] warranty.txt, page 1") or
+    numbers would read as ours), superscript digits are written with a caret ("m²" is "m^2", a footnote
+    mark "years²³" is "years^23"), lines that look like a passage header ("[2] warranty.txt, page 1") or
     a sources block ("Sources:", "来源：") are dropped, and tags naming the documents block, in any case,
     spacing or full-width form, are removed.
 
@@ -97,6 +102,7 @@ def neutralise(text: str) -> str:
     text = _SOURCES_LINE.sub("", text)
     text = _TAG.sub("", text)
     text = _CITATION_MARK.sub("", text)
+    text = _SUPERSCRIPT.sub(lambda m: "^" + m.group(0).translate(_FROM_SUPERSCRIPT), text)
     return re.sub(r"\n[ \t]*(?:\n[ \t]*)*", "\n", text).strip()
 
 

@@ -149,6 +149,8 @@ def test_prompt_delimits_documents_as_untrusted_data_behind_a_boundary_no_docume
     assert "documents>" not in user.replace(f"{tag}>", "") and "ｄｏｃｕｍｅｎｔｓ" not in user
     assert "[1] evil.md, page 2" in user and "warranty.txt" not in user and "Sources" not in user
     assert tag not in build_messages("q?", [Passage(1, "/x/evil.md", 2, evil)])[1]["content"]  # fresh per request
+    marks = build_messages("q?", [Passage(1, "/x/a.md", 1, "It lasts 9 years²³ [2]【3】 and covers 12 m².")])[1]["content"]
+    assert "It lasts 9 years^23 and covers 12 m^2." in marks and "[2]" not in marks and "【3】" not in marks
 
 
 def test_context_budget_keeps_the_most_relevant_passages_that_fit():
