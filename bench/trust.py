@@ -43,6 +43,7 @@ from rag.generate.units import answer_units  # noqa: E402
 from rag.index import Index  # noqa: E402
 from rag.pipeline import AnswerPipeline  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
+from rag.specifics import letters  # noqa: E402
 from tests.fake_llm_server import FakeLLMServer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -141,7 +142,7 @@ def perturbations(unit: str, passage: str, names: list[str], rng: random.Random)
             out.append(("negation", flipped))
     named = names_in(unit)
     own = [m for m in re.finditer(r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*", unit)
-           if m.start() > 0 and re.sub(r"[\W_]+", "", m.group(0).casefold()) in named]
+           if m.start() > 0 and letters(m.group(0)) in named]
     others = [n for n in names if n.casefold() not in passage.casefold()]
     if own and others:
         match = rng.choice(own)
@@ -159,7 +160,7 @@ def perturbed_sentences(index_dir: Path, settings: Settings, n: int, tokenizer) 
             passage = neutralise(row.text)
             by_document.setdefault(record.path, []).extend((u.text, passage) for u in answer_units(passage))
     names = {path: sorted({w for text, _ in units for w in re.findall(r"\b[A-Z][A-Za-z0-9]{2,}\b", text)
-                           if re.sub(r"[\W_]+", "", w.casefold()) in names_in(text)}) for path, units in by_document.items()}
+                           if letters(w) in names_in(text)}) for path, units in by_document.items()}
     candidates = [(path, u, p) for path, units in by_document.items() for u, p in units
                   if 20 <= len(u) <= 300 and (numbers_in(u) or negated(u) or names_in(u))]
     rng.shuffle(candidates)

@@ -21,7 +21,7 @@ from rag.embed import Role
 from rag.generate.base import GenerationError, GenerationRequest, Generator
 from rag.generate.citations import CitationCheck, check_citations
 from rag.generate.extractive import ExtractiveGenerator
-from rag.generate.prompt import NOT_FOUND_MARKER, Passage, fit_passages, neutralise, not_found, split_header
+from rag.generate.prompt import NOT_FOUND_MARKER, SOURCES_LABEL, Passage, fit_passages, neutralise, not_found, split_header
 from rag.generate.units import answer_units
 from rag.retrieve import Mode, RetrievalResult, Retriever
 from rag.retrieve.variants import KeywordExtractor
@@ -63,7 +63,7 @@ _FOLLOW_UP = re.compile(
     re.IGNORECASE,
 )
 
-_SOURCES_BLOCK = re.compile(r"(?ims)^[ \t]*(?:sources?|references?|citations?|来源|出处|参考来源|引用)\s*[:：].*\Z")
+_SOURCES_BLOCK = re.compile(rf"(?ims)^[ \t]*{SOURCES_LABEL}.*\Z")
 """A sources list that a model wrote at the end of its answer (an obedient one copies the documents')."""
 
 Turn = tuple[str, str]
@@ -192,7 +192,7 @@ class AnswerPipeline:
         passages holds, a name being also found on its document's first page or in its file name (see
         :mod:`rag.specifics`): a question about October asked of November's table is not answered."""
         paths = list(dict.fromkeys(hit.chunk.path for hit in retrieval.hits))
-        front_matter = [text for path in paths for text in [path, *(t for _, t in self.retriever.index.store.pages(path)[:1])]]
+        front_matter = [text for path in paths for text in (path, self.retriever.index.store.first_page(path))]
         return missing_specifics(question, [hit.text for hit in retrieval.hits], front_matter)
 
     def _lexical_share(self, question: str, passage: set[str]) -> float:

@@ -24,7 +24,6 @@ _ENGLISH_MONTH = re.compile(r"\b(" + "|".join(MONTHS) + r"|jan|feb|mar|apr|jun|j
 _CHINESE_MONTH = re.compile(r"(\d{1,2}|[一二三四五六七八九十]{1,3})\s*月")
 _ISO_MONTH = re.compile(r"\b(?:19|20)\d\d[-/.](\d{1,2})\b")
 _YEAR = re.compile(r"(?<![\d.,])((?:19|20)\d\d)(?![\d])")
-_NUMBER = re.compile(r"(?<![\w.,-])(\d+(?:[.,]\d+)*)(?![\w]|[.,]\d)")
 _LATIN_WORD = re.compile(r"[A-Za-z\\][A-Za-z0-9_\\]*(?:[-'’][A-Za-z0-9]+)*")
 _MONEY_ASKED = re.compile(r"(?i)\b(?:cost|costs|costing|price|priced|prices|dollars?|fees?|paid|spent|spend|budget|"
                           r"salary|salaries|expenditures?|usd)\b|\$|美元|费用|花费|花了|多少钱|价格|成本|金额|预算|人民币|多少元")
@@ -38,13 +37,13 @@ _LANGUAGES = frozenset("english chinese french german japanese korean spanish ru
 
 @dataclass(frozen=True)
 class Specifics:
-    """The particulars a question names: ``names`` as written, ``years`` and ``numbers`` as digits,
-    ``months`` as 1-12, and whether it asks for an amount of money."""
+    """The particulars a question names: ``names`` as written, ``years`` as digits, ``months`` as 1-12,
+    and whether it asks for an amount of money. Plain numbers are not among them: "6 months" is often
+    "six months" in the text."""
 
     names: tuple[str, ...] = ()
     years: tuple[str, ...] = ()
     months: tuple[int, ...] = ()
-    numbers: tuple[str, ...] = ()
     money: bool = False
 
 
@@ -52,8 +51,8 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-def _letters(text: str) -> str:
-    """Letters and digits only: "HIV-positive" and "HIV positive" read alike."""
+def letters(text: str) -> str:
+    """Letters and digits only, case folded: "HIV-positive" and "HIV positive" read alike."""
     return re.sub(r"[\W_]+", "", _normalise(text))
 
 
@@ -98,17 +97,12 @@ def _names(question: str) -> list[str]:
 
 
 def specifics_of(question: str) -> Specifics:
-    """The names, years, months, numbers and money a question asks about (see :class:`Specifics`)."""
-    years = _YEAR.findall(question)
+    """The names, years, months and money a question asks about (see :class:`Specifics`)."""
     names = _names(question)
-    spans = "".join(f" {n} " for n in names)
-    numbers = [n for n in _NUMBER.findall(question) if n not in years and n not in spans]
-    chinese_months = {m.group(1) for m in _CHINESE_MONTH.finditer(question)}
     return Specifics(
         names=tuple(dict.fromkeys(names)),
-        years=tuple(dict.fromkeys(years)),
+        years=tuple(dict.fromkeys(_YEAR.findall(question))),
         months=tuple(sorted(months_in(question))),
-        numbers=tuple(dict.fromkeys(n for n in numbers if n not in chinese_months)),
         money=bool(_MONEY_ASKED.search(re.sub("|".join(map(re.escape, names)) or "^$", " ", question))),
     )
 
@@ -131,14 +125,13 @@ def _holds_number(text: str, number: str) -> bool:
 
 def missing_specifics(question: str, passages: Sequence[str], front_matter: Sequence[str] = ()) -> list[str]:
     """What the question names that none of ``passages`` holds, as the user wrote it: empty when every
-    name, year, month and number is in some passage and, when money is asked, some passage gives an
-    amount. A name may also be in ``front_matter`` (the passages' documents' first pages and file names):
+    name, year and month is in some passage and, when money is asked, some passage gives an amount. A name may also be in ``front_matter`` (the passages' documents' first pages and file names):
     "LongEval" names the paper that a passage comes from."""
     specifics = specifics_of(question)
     texts = [_normalise(p) for p in passages]
-    named = [_letters(p) for p in [*passages, *front_matter]]
-    words = {w for p in passages for w in re.findall(r"[a-z0-9]{5,}", _normalise(p))}
-    missing = [name for name in specifics.names if not _holds_name(_letters(_singular(name)), named, words)]
+    named = [letters(p) for p in [*passages, *front_matter]]
+    words = {w for t in texts for w in re.findall(r"[a-z0-9]{5,}", t)}
+    missing = [name for name in specifics.names if not _holds_name(letters(_singular(name)), named, words)]
     missing += [year for year in specifics.years if not any(_holds_number(t, year) for t in texts)]
     held_months = set().union(*(months_in(p) for p in passages)) if passages else set()
     missing += [MONTHS[m - 1].capitalize() for m in specifics.months if m not in held_months]

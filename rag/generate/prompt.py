@@ -77,8 +77,9 @@ def _fullwidth_tolerant(word: str) -> str:
 
 _TAG = re.compile(f"[<＜‹〈《]\\s*[/／]?\\s*{_fullwidth_tolerant('documents')}[^>＞›〉》\\n]{{0,40}}[>＞›〉》]")
 _HEADER_LINE = re.compile(r"(?im)^[ \t]*[\[【［]\s*\d+\s*[\]】］][^\n]*?(?:page|p\.|第)\s*\d+[^\n]*$")
-_SOURCES_LINE = re.compile(r"(?im)^[ \t]*(?:sources?|references?|citations?|来源|出处|参考来源|引用)\s*[:：][ \t]*$|"
-                           r"^[ \t]*(?:sources?|来源|出处)\s*[:：]")
+SOURCES_LABEL = r"(?:sources?|references?|citations?|来源|出处|参考来源|引用)\s*[:：]"
+"""The label that opens a sources list ("Sources:", "来源："), in a document or at the end of a model's answer."""
+_SOURCES_LINE = re.compile(rf"(?im)^[ \t]*{SOURCES_LABEL}[ \t]*$|^[ \t]*(?:sources?|来源|出处)\s*[:：]")
 _CITATION_MARK = re.compile(r"\s?[\[【［]\s*\d+(?:\s*[,，、\-–]\s*\d+)*\s*[\]】］]")
 
 

@@ -12,9 +12,8 @@ Example:
 from __future__ import annotations
 
 import re
-import unicodedata
 
-from rag.specifics import months_in
+from rag.specifics import letters, months_in
 from rag.text import TABLE_ROW, TABLE_SEPARATOR, BM25Tokenizer, split_sentences
 
 SUPPORT_THRESHOLD = 0.5
@@ -82,12 +81,8 @@ def names_in(text: str) -> set[str]:
         word = match.group(0)
         inside = match.start() > 0 and not re.search(r"[.!?。！？:：]\s*$|^\s*$", text[:match.start()])
         if len(word) >= 2 and (any(c.isupper() or c.isdigit() for c in word[1:]) or (word[0].isupper() and inside)):
-            names.add(re.sub(r"[\W_]+", "", word.casefold()))
+            names.add(letters(word))
     return names
-
-
-def _letters(text: str) -> str:
-    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _windows(passage: str) -> list[tuple[str, str]]:
@@ -114,7 +109,8 @@ def support(sentence: str, passage: str, tokenizer: BM25Tokenizer, passage_token
     if not words:
         return 0.0
     held = passage_tokens if passage_tokens is not None else set(tokenizer.tokenize(passage))
-    if any(name not in _letters(passage) for name in names_in(sentence)):
+    spelled = letters(passage)
+    if any(name not in spelled for name in names_in(sentence)):
         return 0.0
     numbers, months, negation = numbers_in(sentence), months_in(sentence), negations(sentence)
     for piece, window in _windows(passage):

@@ -195,6 +195,11 @@ class ChunkStore:
     def pages(self, path: str) -> list[tuple[int, str]]:
         return list(self._db.execute("SELECT number, text FROM pages WHERE path = ? ORDER BY number", (path,)))
 
+    def first_page(self, path: str) -> str:
+        """The text of a file's first page ("" when it has none)."""
+        row = self._db.execute("SELECT text FROM pages WHERE path = ? ORDER BY number LIMIT 1", (path,)).fetchone()
+        return row[0] if row else ""
+
     def chunks_of(self, path: str) -> list[ChunkRow]:
         return self._rows("WHERE path = ? ORDER BY id", (path,))
 
