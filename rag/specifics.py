@@ -6,7 +6,7 @@ Example:
     >>> missing_specifics("How many checks were run in Texas in October 2015?", ["Texas | 21,550 (November 2015)"])
     ['October']
     >>> missing_specifics("预训练一共花费了多少美元？", ["We pretrain on 8 TPUs for 5 days."])
-    ['an amount of money']
+    ['金额']
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.text import CJK
+from rag.text import CJK, language_of
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december")
@@ -124,7 +124,8 @@ def _holds_number(text: str, number: str) -> bool:
 
 
 def missing_specifics(question: str, passages: Sequence[str], front_matter: Sequence[str] = ()) -> list[str]:
-    """What the question names that none of ``passages`` holds, as the user wrote it: empty when every
+    """What the question names that none of ``passages`` holds, as the user wrote it (a month or money in
+    the question's language: "October" or "10 月", "an amount of money" or "金额"): empty when every
     name, year and month is in some passage and, when money is asked, some passage gives an amount. A name may also be in ``front_matter`` (the passages' documents' first pages and file names):
     "LongEval" names the paper that a passage comes from."""
     specifics = specifics_of(question)
@@ -134,7 +135,8 @@ def missing_specifics(question: str, passages: Sequence[str], front_matter: Sequ
     missing = [name for name in specifics.names if not _holds_name(letters(_singular(name)), named, words)]
     missing += [year for year in specifics.years if not any(_holds_number(t, year) for t in texts)]
     held_months = set().union(*(months_in(p) for p in passages)) if passages else set()
-    missing += [MONTHS[m - 1].capitalize() for m in specifics.months if m not in held_months]
+    chinese = language_of(question) == "zh"
+    missing += [f"{m} 月" if chinese else MONTHS[m - 1].capitalize() for m in specifics.months if m not in held_months]
     if specifics.money and not any(_MONEY_HELD.search(p) for p in passages):
-        missing.append("an amount of money")
+        missing.append("金额" if chinese else "an amount of money")
     return missing

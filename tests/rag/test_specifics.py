@@ -26,6 +26,7 @@ def test_a_question_about_another_month_or_a_missing_name_finds_it_missing():
     table = ["NICS Firearm Background Checks November - 2015\n| Texas | 21,550 | 56,941 |"]
     assert missing_specifics("How many NICS checks were run in Texas in October 2015?", table) == ["October"]
     assert missing_specifics("2015 年 11 月 Texas 的 NICS 检查有多少次？", table) == []
+    assert missing_specifics("2015 年 10 月 Texas 的 NICS 检查有多少次？", table) == ["10 月"]  # in the question's language
     assert missing_specifics("How many NICS checks were run in Ohio in 2016?", table) == ["Ohio", "2016"]
     fleiss = ["Table 7: Fleiss kappa of our FINE annotation. | PubMed | 0.55 |"]
     assert missing_specifics("What Fleiss kappa did LongEval report on arXiv?", fleiss) == ["LongEval", "arXiv"]
@@ -40,6 +41,7 @@ def test_money_asked_needs_an_amount_in_some_passage():
     assert missing_specifics("How much did pretraining cost?", ["We pretrain on 8 TPUs for 5 days."]) == ["an amount of money"]
     assert missing_specifics("How much did pretraining cost?", ["Pretraining cost about $1,200 on TPUs."]) == []
     assert missing_specifics("预训练花费了多少美元？", ["预训练花费约 5000 元。"]) == []
+    assert missing_specifics("预训练花费了多少美元？", ["预训练用了 8 块 TPU。"]) == ["金额"]
 
 
 def test_a_when_question_is_answered_by_a_date_and_a_quantity_may_be_in_words():
