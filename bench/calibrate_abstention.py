@@ -70,7 +70,7 @@ def language_offsets(settings: Settings) -> tuple[tuple[str, str, float], ...]:
     for name, language in (("scifact", "en"), ("rgb_zh", "zh")):
         index_dir, _ = build_index(load_beir(SHARED / name), settings)
         index = Index.open(index_dir)
-        passages[language] = index.vectors(sorted(rng.choice(len(index.dense), 300, replace=False).tolist()))
+        passages[language] = index.vectors(sorted(rng.choice(index.store.chunk_id_array(), 300, replace=False).tolist()))
         embedder = embedder or Retriever.open(index_dir, settings).embedder
     questions = {"en": off_topic(SHARED / "scifact", True, 150) + off_topic(SHARED / "beir_queries_qrels_only" / "fiqa", True, 150),
                  "zh": off_topic(SHARED / "cmrc2018", True, 300)}

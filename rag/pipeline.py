@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,8 @@ from rag.generate.prompt import NOT_FOUND_MARKER, SOURCES_LABEL, Passage, fit_pa
 from rag.generate.units import answer_units
 from rag.retrieve import Mode, RetrievalResult, Retriever
 from rag.retrieve.variants import KeywordExtractor
-from rag.specifics import missing_specifics
-from rag.text import BM25Tokenizer, language_of, split_sentences
+from rag.specifics import missing_specifics, specifics_of
+from rag.text import BM25Tokenizer, held_share, language_of, normalise, split_sentences
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class Abstention:
     """When the documents hold too little evidence to answer (see :meth:`AnswerPipeline.evidence`).
 
     A passage's evidence is ``(1 - semantic_weight) * lexical + semantic_weight * semantic``: the share of
-    the question's idf mass found in it, and its cosine to the question rescaled so that
+    the question's idf mass found in it (a name in the question also counts as found where the passage's
+    document has it on its first page or in its file name), and its cosine to the question rescaled so that
     ``similarity_floor`` is 0 and 1 is 1. Below ``min_evidence`` for all of the top three, the answer is
     "not found".
 
@@ -52,11 +54,11 @@ LEXICAL_ABSTENTION = Abstention(min_evidence=0.50)
 """For embedders without a calibration of their own (MiniLM, model folders): words only. Calibrated for
 MiniLM by bench/calibrate_abstention.py: 88% of answerable questions answered, 91% of off-topic refused."""
 ABSTENTION = {
-    "multilingual-e5-small": Abstention(min_evidence=0.17, semantic_weight=0.75, similarity_floor=0.85),
+    "multilingual-e5-small": Abstention(min_evidence=0.37, semantic_weight=0.5, similarity_floor=0.8),
 }
 """Per embedder, calibrated on the dev split by bench/calibrate_abstention.py together with the
-specifics check: for multilingual-e5-small, 90.0% of held-out answerable questions answered and 89.7% of
-off-topic ones refused (words alone: 92.8% and 78.0%)."""
+specifics check: for multilingual-e5-small, 90.3% of held-out answerable questions answered and 89.0% of
+off-topic ones refused (words alone: 90.2% and 85.3%)."""
 
 _FOLLOW_UP = re.compile(
     r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|what about|and)\b|它|他|她|这|那|其|该|还有",
@@ -167,8 +169,9 @@ class AnswerPipeline:
         (a row answers where the table as a whole reads as far off), with the language offset."""
         hits = [hit for hit in retrieval.hits if answer_units(hit.text)][:3]
         asked = language_of(question)
-        lexical = np.array([self._lexical_share(question, set(hit.chunk.tokens)) if language_of(hit.text) == asked
-                            else np.nan for hit in hits])
+        named = self._named_documents(question, {hit.chunk.path for hit in hits})
+        lexical = np.array([self._lexical_share(question, set(hit.chunk.tokens) | named[hit.chunk.path], hit.text)
+                            if language_of(hit.text) == asked else np.nan for hit in hits])
         semantic = np.zeros(len(hits))
         if self.abstention.semantic_weight > 0 and self.retriever.index.dense is not None:
             vector = retrieval.query_vector
@@ -195,8 +198,20 @@ class AnswerPipeline:
         front_matter = [text for path in paths for text in (path, self.retriever.index.store.first_page(path))]
         return missing_specifics(question, [hit.text for hit in retrieval.hits], front_matter)
 
-    def _lexical_share(self, question: str, passage: set[str]) -> float:
-        """The share of the question's idf mass (its distinctive words) found in the passage."""
+    def _named_documents(self, question: str, paths: set[str]) -> dict[str, set[str]]:
+        """Per document, the words of the names in the question (see :mod:`rag.specifics`) that its file
+        name or first page holds: "the English ElegantPaper guide" names the document, and its passages
+        need not repeat it."""
+        tokenize = self.retriever.tokenizer.tokenize
+        names = {token for name in specifics_of(question).names for token in tokenize(name)}
+        if not names:
+            return {path: set() for path in paths}
+        return {path: names & set(tokenize(f"{Path(path).stem} {self.retriever.index.store.first_page(path)}"))
+                for path in paths}
+
+    def _lexical_share(self, question: str, passage: set[str], text: str) -> float:
+        """The share of the question's idf mass (its distinctive words) found in the passage: among its
+        tokens or, for a Chinese word, in its ``text`` (see :func:`rag.text.held_share`)."""
         tokens = set(self.retriever.tokenizer.tokenize(question))
         words = {t for t in tokens if not (len(t) == 1 and language_of(t) == "zh")}  # 能, 用: fragments
         tokens = words or tokens
@@ -207,11 +222,14 @@ class AnswerPipeline:
         # jieba's search mode also emits a compound's parts (保修期, 保修): the compound counts as
         # found when its parts from the question are all found
         parts = {t: [p for p in tokens if p != t and p in t] for t in tokens}
+        text = normalise(text)
 
-        def found(token: str, passage: set[str]) -> bool:
-            return token in passage or (bool(parts[token]) and all(p in passage for p in parts[token]))
+        def found(token: str) -> float:
+            if parts[token] and all(p in passage for p in parts[token]):
+                return 1.0
+            return held_share(token, passage, text)
 
-        return sum(idf[t] for t in tokens if found(t, passage)) / total
+        return sum(idf[t] * found(t) for t in tokens) / total
 
     # the answer ------------------------------------------------------------------------------------
     def stream(self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None) -> Iterator[str | Answer]:

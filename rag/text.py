@@ -172,6 +172,21 @@ def cjk_share(text: str) -> float:
     return len(_CJK_CHAR.findall(text)) / visible if visible else 0.0
 
 
+def held_share(token: str, tokens: set[str], text: str) -> float:
+    """How much of a question's token a passage holds: all of it when it is among the passage's tokens; for
+    a Chinese word, else, the share of its character pairs found in the passage's normalised ``text``
+    (jieba cuts "王沈是哪里人" as 王沈是 | 哪里 | 人, and the passage as 王沈 | 字 | ...).
+
+    Example:
+        >>> held_share("王沈是", {"王沈", "太原"}, "王沈，字处道，太原晋阳人。")
+        0.5
+    """
+    if token in tokens:
+        return 1.0
+    pairs = [token[i:i + 2] for i in range(len(token) - 1)] if _CJK_CHAR.match(token) else []
+    return sum(pair in text for pair in pairs) / len(pairs) if pairs else 0.0
+
+
 class BM25Tokenizer:
     """Tokens for BM25: jieba search-mode words for CJK runs, stemmed lower-case words otherwise.
 

@@ -18,7 +18,8 @@ from rag.embed.base import LANGUAGE_OFFSET_SCALE
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import quoted_header
 from rag.generate.units import answer_units, asks_for_date, asks_for_number, gives_quantity, new_date, new_numbers
-from rag.text import BM25Tokenizer, language_of
+from rag.specifics import specifics_of
+from rag.text import BM25Tokenizer, held_share, language_of, normalise
 
 
 def word_share(sentences: list[set[str]], question: set[str], local_idf: bool = True) -> np.ndarray:
@@ -53,7 +54,9 @@ class ExtractiveGenerator:
     the question, plus the share of the question's words they contain, plus ``number_weight`` for a unit
     with a number the question lacks when it asks for a quantity, a date or a version) with MMR against
     repetition, and prints them best first, each with its [n]: the answer leads with the unit that
-    answers. Units far below the best one (``cutoff``) are left out.
+    answers. Units far below the best one (``cutoff``) are left out. Nothing is chosen (the pipeline then
+    answers "not found") when the question asks for a quantity and no chosen unit states one, or when the
+    leading unit, in the question's language, shares none of its words besides the names in it.
 
     It never follows instructions inside documents: it only copies sentences and table cells out of them.
     """
@@ -131,7 +134,21 @@ class ExtractiveGenerator:
             chosen.append(best)
         if asks_for_number(question) and not any(gives_quantity(sentences[i].text, question) for i in chosen):
             return []  # asked for a quantity, a date or a version, and no relevant unit states one
+        lead = sentences[chosen[0]] if chosen else None
+        if lead and languages[chosen[0]] == asked and not (asks_for_number(question) and gives_quantity(lead.text, question)) \
+                and self._off_topic(question, query_tokens, lead):
+            return []
         return [sentences[i] for i in chosen]
+
+    def _off_topic(self, question: str, query_tokens: set[str], lead: _Sentence) -> bool:
+        """Whether the leading unit shares none of the question's words besides the names in it: it is
+        about what the question names, not about what it asks ("what was the vote" answered by the case's
+        caption). A unit that states a quantity asked for is exempt ("how many were killed": "157
+        fatalities")."""
+        names = {t for name in specifics_of(question).names for t in self.tokenizer.tokenize(name)}
+        asked = query_tokens - names
+        text = normalise(lead.text)
+        return bool(asked) and not any(held_share(t, lead.tokens, text) for t in asked)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """The chosen sentences, each with its [n]; first a header line when the leading one is in another

@@ -32,6 +32,15 @@ _VALUE = re.compile(r"\d{3,}|\d\.\d")
 _SMALL_WORDS = frozenset("a an and as at by for in of on or the to vs v. with & -".split())
 
 
+def _is_title_case(text: str) -> bool:
+    """Whether every Latin word is capitalised or a small word, and few are Chinese: a title or a
+    byline ("Ethan DENG Dongsheng DENG Fudan University PA Technology ElegantLATEX 项目组")."""
+    words = text.split()
+    latin = [w for w in words if w[0].isascii() and w[0].isalpha()]
+    chinese = [w for w in words if re.match(f"[{CJK}]", w)]
+    return bool(latin) and len(chinese) <= 0.3 * len(words) and all(w[0].isupper() or w.lower() in _SMALL_WORDS for w in latin)
+
+
 def _is_heading(text: str) -> bool:
     """A short line without closing punctuation that is a heading or a label: numbered ("2.2.5 Tex 文件夹",
     "第 1 章 引言"), in capitals or Title Case, or Chinese ("作者：莫晃锐"); not a footnote ("7 pronounced
@@ -44,7 +53,7 @@ def _is_heading(text: str) -> bool:
         return False
     if re.search(f"[{CJK}]", text):
         return True
-    return all(w[0].isupper() or not w[0].isalpha() or w.lower() in _SMALL_WORDS for w in text.split())
+    return _is_title_case(text)
 
 
 _ASKS_FOR_NUMBER = re.compile(
@@ -120,8 +129,9 @@ def is_quotable(text: str) -> bool:
     """Whether a sentence may be quoted as an answer: not a heading, a question, a table-of-contents entry,
     a line of code or a formula, a run of numbers (a chart's axis), or a list of files and commits."""
     stripped = text.strip()
-    if len(stripped) < 40 and not stripped.rstrip(" )]）】\"”").endswith(_HEADING_END) and _is_heading(stripped):
-        return False  # a heading or a label
+    if not stripped.rstrip(" )]）】\"”").endswith(_HEADING_END) and (
+            _is_heading(stripped) if len(stripped) < 40 else not _VALUE.search(stripped) and _is_title_case(stripped)):
+        return False  # a heading, a label, a byline
     if stripped.endswith(("?", "？")) or _LEADERS.search(stripped) or _RULE.search(stripped) or PAGE_NUMBER_LINE.fullmatch(stripped):
         return False
     visible = len(re.sub(r"\s", "", stripped))

@@ -222,6 +222,22 @@ def test_questions_about_what_the_pdfs_do_not_hold_are_refused_with_the_reason(c
     arxiv = corpus.answer("What Fleiss kappa did LongEval report for FINE annotations on arXiv?")
     assert arxiv.refused and arxiv.missing == ["arXiv"]
     assert not corpus.answer("What Fleiss kappa did LongEval report for FINE annotations on PubMed?").refused
+    # the transcript is of the oral argument: its caption and start time name the case, not the decision
+    assert corpus.answer("How did the Supreme Court finally decide Knowles v. Mirzayance, and what was the vote?").refused
+    # the Chinese guide's byline is no answer to what licence it has
+    assert corpus.answer("ElegantPaper 模板是以什么开源许可证发布的？").refused
+
+
+@pytest.mark.slow
+def test_a_passage_need_not_repeat_the_name_of_its_document(corpus_index, embedder):
+    """"The English ElegantPaper guide" names the document (its first page); the page that answers does
+    not repeat it, and the question is answered, not refused for want of evidence."""
+    _, index_dir, _ = corpus_index
+    retriever = Retriever(Index.open(index_dir), embedder)
+    corpus = AnswerPipeline(retriever, make_generator("extractive", embedder, retriever.tokenizer, dense_weight=retriever.dense_weight_for))
+    style = corpus.answer("Which bibliography style does the English ElegantPaper guide use by default?")
+    assert not style.refused and style.text.startswith("This template used BibTEX to generate the bibliography, the default bibliography style is aer.")
+    assert (Path(style.citations[0].source).name, style.citations[0].page) == ("elegantpaper-en.pdf", 3)
 
 
 def test_a_quoted_header_says_when_the_documents_are_in_another_language():

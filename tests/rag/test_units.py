@@ -42,6 +42,8 @@ def test_a_row_without_a_header_keeps_its_cells():
     "Page 1 of 205",
     "Chen M. China Finance Review International, 2018, 8(3):256-274.",  # a reference
     "Kyle Lo, Lucy Wang, 2020, S2ORC: an open corpus, In Proceedings of the 58th Annual Meeting of the ACL, pages 4969–4983.",
+    "Ethan DENG Dongsheng DENG Fudan University PA Technology ElegantLATEX 项目组",  # a byline, however long
+    "ElegantPaper: An Elegant LATEX Template for Working Papers",  # a title
 ])
 def test_lines_that_never_answer(line: str):
     assert not is_quotable(line)
@@ -51,6 +53,7 @@ def test_lines_that_never_answer(line: str):
 @pytest.mark.parametrize("line", [
     "7 pronounced “stork”",  # a footnote, short and unpunctuated, is not a heading
     "v. : No. 07-1315",
+    "v. : No. 07-1315 ALEXANDRE MIRZAYANCE. :",  # a long caption holding a value
     "The above-entitled matter came on for oral argument before the Supreme Court of the United States at 1:01 p.m.",
     "兼顾操作系统：Windows，Linux，MacOS 和 LATEX 编译引擎：pdflatex，xelatex，lualatex。",
 ])
