@@ -34,18 +34,18 @@ def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t
         for turn, (asked, answer) in enumerate(zip(conversation.questions, conversation.answers, strict=True)):
             st.chat_message("user").markdown(escape(asked))
             with st.chat_message("assistant"):
-                _answer_block(answer, turn, conversation, store, t)
+                _answer_block(answer, turn, conversation, store, t, index.store.page_lines)
         if question:
             _ask(question, index, prefs, batch_size, conversation, store, t, api_key)
 
 
 def _answer_block(answer: Answer, turn: int, conversation: Conversation, store: FeedbackStore, t: Texts,
-                  text_slot: Any = st) -> None:
+                  page_lines: sources_view.PageLines, text_slot: Any = st) -> None:
     """The answer (in ``text_slot``: where it was streamed), its sources, inspector and feedback."""
     text_slot.markdown(_answer_markdown(answer))
     if answer.unsupported:
         st.caption(t("unsupported"))
-    sources_view.citations(answer, turn, t)
+    sources_view.citations(answer, turn, t, page_lines)
     sources_view.inspector(answer, t)
     _feedback(answer, turn, conversation, store, t)
 
@@ -84,7 +84,8 @@ def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conve
         finally:
             stop.set()  # a rerun (the user clicked elsewhere) interrupts the stream: stop the model too
         answer = final[0]
-        _answer_block(answer, conversation.add(question, answer), conversation, store, t, text_slot=placeholder)
+        _answer_block(answer, conversation.add(question, answer), conversation, store, t, index.store.page_lines,
+                      text_slot=placeholder)
 
 
 def _feedback(answer: Answer, turn: int, conversation: Conversation, store: FeedbackStore, t: Texts) -> None:

@@ -16,6 +16,7 @@ import click
 
 from app.cli_common import embedder_option, fatal, open_retriever, settings_from, storage_failure
 from app.finetune_cli import finetune
+from rag.config import OCR_MODES
 from rag.retrieve.retriever import Mode
 
 
@@ -40,6 +41,9 @@ def main() -> None:
 @click.option("--chunk-size", type=int, help="Chunk size in estimated tokens [default 200].")
 @click.option("--chunk-overlap", type=int, help="Chunk overlap in estimated tokens [default 30].")
 @embedder_option
+@click.option("--ocr", type=click.Choice(list(OCR_MODES)),
+              help="Read pages by OCR: auto (pages without a useful text layer, and images), always, never "
+                   "[rag.toml ocr; default auto].")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where files are parsed and embedded: this machine (a pool of parse processes), or Ray.")
 @click.option("--address", help="With --engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
@@ -47,8 +51,9 @@ def main() -> None:
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, prune: bool, as_json: bool,
            lock_wait: float, chunk_size: int | None, chunk_overlap: int | None, embed_model: str | None,
-           engine: str, address: str | None) -> None:
-    """Add new and changed files under PATHS to the index (PDF, TXT, MD, HTML, DOCX).
+           ocr: str | None, engine: str, address: str | None) -> None:
+    """Add new and changed files under PATHS to the index (PDF, TXT, MD, HTML, DOCX; PNG, JPEG, TIFF, BMP
+    and WebP images, read by OCR, as are scanned PDF pages).
 
     Unchanged files are skipped, changed ones replaced; the index changes all at once or not at all.
     Exit status: 0 all ingested, 3 some files failed (the rest committed), 2 usage error, 1 nothing changed.
@@ -61,7 +66,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
     from rag.index import EmbedderMismatchError, IndexLockedError, IndexNotFoundError
 
     settings = settings_from(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-                         embed_model=embed_model)
+                         embed_model=embed_model, ocr=ocr)
     if address and engine != "ray":
         raise click.UsageError("--address is for the Ray engine: add --engine ray")
     try:

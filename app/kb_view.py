@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
@@ -12,7 +13,7 @@ from app.i18n import Texts
 from app.safe_markdown import escape, one_line
 from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
 from ingest.pipeline import UNKNOWN_TOKEN_WARNING, Ingestor, IngestReport, ProgressCallback
-from rag.config import Settings
+from rag.config import OCR_MODES, Settings
 from rag.feedback import FeedbackStore, to_jsonl
 from rag.index import Index
 
@@ -21,7 +22,7 @@ def render(settings: Settings, index: Index | None, t: Texts) -> None:
     _flash()
     if index is not None:
         _summary(settings.index_dir, index, t)
-    _add_documents(settings, t)
+    settings = _add_documents(settings, t)  # with the OCR choice made there
     if index is not None:
         _documents(settings, index, t)
         _feedback_export(settings.index_dir, t)
@@ -51,8 +52,12 @@ def _summary(index_dir: Path, index: Index, t: Texts) -> None:
         st.warning(t("unk_warning", share=share))
 
 
-def _add_documents(settings: Settings, t: Texts) -> None:
+def _add_documents(settings: Settings, t: Texts) -> Settings:
+    """Upload or name a folder, and choose when pages are read by OCR; the settings with that choice."""
     st.subheader(t("add"))
+    ocr = st.radio(t("ocr"), OCR_MODES, index=OCR_MODES.index(settings.ocr), key="ocr", horizontal=True,
+                   format_func=lambda mode: t(f"ocr_{mode}"))
+    settings = replace(settings, ocr=ocr)
     generation = st.session_state.setdefault("upload-generation", 0)
     # no type= filter: Streamlit would refuse other files without naming them; save_upload says why, per file
     uploaded = st.file_uploader(t("upload", limit=settings.max_upload_mb), accept_multiple_files=True,
@@ -74,6 +79,7 @@ def _add_documents(settings: Settings, t: Texts) -> None:
             _ingest(settings, [path], t)
         else:
             st.error(escape(t("not_a_folder", path=path)))
+    return settings
 
 
 def _ingest(settings: Settings, paths: Sequence[Path], t: Texts, force: bool = False) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -12,11 +13,16 @@ from PIL import Image
 from app.i18n import Texts
 from app.page_image import PageRenderError, render_page
 from app.safe_markdown import escape, marked
+from ingest.loaders import IMAGE_TYPES
+from rag.documents import LineBox
 from rag.generate.prompt import Passage
 from rag.pipeline import Answer, Citation
 
+PageLines = Callable[[str, int], tuple[LineBox, ...]]
+"""``(path, page) -> the page's OCR lines``: the index's (see :meth:`rag.index.store.ChunkStore.page_lines`)."""
 
-def citations(answer: Answer, turn: int, t: Texts) -> None:
+
+def citations(answer: Answer, turn: int, t: Texts, page_lines: PageLines) -> None:
     """One button per citation (hover: the quote); the clicked one opens its source panel below."""
     if answer.refused:
         _nearest(answer.passages, t)
@@ -33,7 +39,7 @@ def citations(answer: Answer, turn: int, t: Texts) -> None:
         opened_citation = next((c for c in answer.citations if c.n == opened[1]), None)
         passage = next((p for p in answer.passages if p.n == opened[1]), None)
         if opened_citation is not None and passage is not None:
-            source_panel(opened_citation, passage, turn, t)
+            source_panel(opened_citation, passage, turn, t, page_lines)
 
 
 def _toggle_source(wanted: tuple[int, int]) -> None:
@@ -45,23 +51,24 @@ def _toggle_source(wanted: tuple[int, int]) -> None:
     st.session_state["open_source"] = None if st.session_state.get("open_source") == wanted else wanted
 
 
-def source_panel(citation: Citation, passage: Passage, turn: int, t: Texts) -> None:
-    """File, page, the passage with the quoted sentence highlighted and, for a PDF, the page image."""
+def source_panel(citation: Citation, passage: Passage, turn: int, t: Texts, page_lines: PageLines) -> None:
+    """File, page, the passage with the quoted sentence highlighted and, for a PDF or an image, the page
+    image with the quote marked (from the text layer, or from the OCR lines' boxes)."""
     with st.container(border=True, key=f"source-panel-{turn}-{citation.n}"):
         st.markdown("**" + escape(t("source", n=citation.n, file=Path(citation.source).name, page=citation.page)) + "**")
         st.caption(escape(citation.source))
         text_column, page_column = st.columns([2, 3])
         text_column.markdown(marked(passage.text, [citation.quote], "orange"))
-        if Path(citation.source).suffix.lower() == ".pdf":
+        if Path(citation.source).suffix.lower() in (".pdf", *IMAGE_TYPES):
             with page_column:
-                _page_image(citation, passage.text, t)
+                _page_image(citation, passage.text, t, page_lines(citation.source, citation.page))
 
 
-def _page_image(citation: Citation, passage: str, t: Texts) -> None:
+def _page_image(citation: Citation, passage: str, t: Texts, lines: tuple[LineBox, ...]) -> None:
     """The part of the page around the marked passage, and the whole page one click away."""
     path = Path(citation.source)
     try:
-        band, page, was_marked = _rendered_page(str(path), path.stat().st_mtime_ns, citation.page, citation.quote, passage)
+        band, page, was_marked = _rendered_page(str(path), path.stat().st_mtime_ns, citation.page, citation.quote, passage, lines)
     except (OSError, PageRenderError) as exc:
         st.caption(escape(t("page_unavailable", reason=exc)))
         return
@@ -80,13 +87,14 @@ def _pdfium_lock() -> threading.Lock:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _rendered_page(path: str, mtime_ns: int, page: int, quote: str, passage: str) -> tuple[bytes, bytes, bool]:
+def _rendered_page(path: str, mtime_ns: int, page: int, quote: str, passage: str,
+                   lines: tuple[LineBox, ...]) -> tuple[bytes, bytes, bool]:
     """PNGs of the band around the quote (else the whole passage) and of the whole page, and whether
     anything was marked; ``mtime_ns`` keys the cache."""
     with _pdfium_lock():
-        image = render_page(Path(path), page, quote)
+        image = render_page(Path(path), page, quote, lines=lines)
         if not image.marked:
-            image = render_page(Path(path), page, passage)
+            image = render_page(Path(path), page, passage, lines=lines)
     return _png(image.around_passage()), _png(image.image), image.marked
 
 

@@ -266,7 +266,7 @@ def one_file_update(index_dir: Path, embedder_name: str, tokenizer: BM25Tokenize
         first = writer.next_chunk_id()
         rows = [ChunkRow(first + n, "/bench/new-note.txt", 1, 0, len(t), t, f"{first + n:064x}", tuple(tokenizer.tokenize(t)), 1, 0)
                 for n, t in enumerate(texts)]
-        writer.replace_file(FileRecord("/bench/new-note.txt", "f" * 64, 1, 1, 1, len(rows)), [(1, "")], rows, vectors)
+        writer.replace_file(FileRecord("/bench/new-note.txt", "f" * 64, 1, 1, 1, len(rows)), [(1, "", ())], rows, vectors)
         staged = time.perf_counter() - started
         writer.commit({"chunker": {}, "next_chunk_id": first + len(rows)}, describe_embedder=lambda: {})
     return {"seconds": round(time.perf_counter() - started, 2), "stage_copy": round(staged, 2),

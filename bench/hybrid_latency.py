@@ -66,7 +66,7 @@ def build_ours(folder: Path, texts: list[str], vectors: np.ndarray, tokenizer: B
             path = f"/bench/file-{start // per_file:05d}.txt"
             rows = [ChunkRow(start + i, path, 1, 0, len(t), t, f"{start + i:064x}", tuple(tokenizer.tokenize(t)), 1, 0)
                     for i, t in enumerate(part)]
-            writer.replace_file(FileRecord(path, f"{start:064x}", 0, 0, 1, len(rows)), [(1, "")], rows,
+            writer.replace_file(FileRecord(path, f"{start:064x}", 0, 0, 1, len(rows)), [(1, "", ())], rows,
                                 vectors[start : start + len(part)])
         writer.commit({"chunker": {}, "next_chunk_id": len(texts)},
                       describe_embedder=lambda: {"name": embedder, "dimension": 384, "normalize": True})

@@ -24,9 +24,9 @@ SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", 
 
 TITLE_CHARS = 120
 """The longest table title (caption or lines above) repeated in the table's chunks."""
-LAYOUT = "pdfium-layout/2"
-"""Which PDF reader made the pages (see :mod:`ingest.pdf_layout`): recorded in the manifest, so a new one
-re-reads every file."""
+LAYOUT = "pdfium-layout/3"
+"""Which PDF reader made the pages (see :mod:`ingest.pdf_layout`; 3: image-only pages read by OCR):
+recorded in the manifest, so a new one re-reads every file."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Chunker:
     def clean(self, pages: Sequence[Page]) -> list[Page]:
         """Pages with extraction artefacts repaired (a PDF's running heads are gone already: see
         :func:`ingest.pdf_layout.running_lines`)."""
-        return [Page(page.source, page.number, clean_text(page.text)) for page in pages]
+        return [Page(page.source, page.number, clean_text(page.text), page.lines) for page in pages]
 
     def split(self, pages: Sequence[Page]) -> list[Chunk]:
         """Chunks of already cleaned pages, in page order; linear in the pages' length.

@@ -28,7 +28,7 @@ import resource
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain, islice
@@ -39,7 +39,8 @@ from typing import Any, Generic, Literal, TypeVar
 import numpy as np
 
 from ingest.chunking import Chunker
-from ingest.loaders import LoadError, ParseLimits, load_file
+from ingest.loaders import LoadError, PageReading, ParseLimits, load_file
+from ingest.ocr import OcrReader
 from rag.config import Settings
 from rag.documents import Chunk, Page
 from rag.embed import Embedder, Role, load_embedder
@@ -47,6 +48,8 @@ from rag.embed import Embedder, Role, load_embedder
 T = TypeVar("T")
 Batches = Iterator[tuple[list[int], np.ndarray]]
 """``(positions in the texts, their vectors)``, batch by batch."""
+PageProgress = Callable[[str, int, int], None]
+"""``(path, pages done, pages to read)`` as a file's pages are read by OCR."""
 
 OUT_OF_MEMORY = "parsing needs more memory than a parse worker may use (parse_memory_mb)"
 OUT_OF_MEMORY_EXIT = 86
@@ -77,12 +80,13 @@ class Parsed:
     """The peak resident memory of the process that parsed the file (in a worker: over all its files so far)."""
 
 
-def parse_file(job: ParseJob, chunker: Chunker, limits: ParseLimits = ParseLimits()) -> Parsed:
-    """Parse, clean and chunk one file; a file that cannot be indexed gives a :class:`Parsed` with ``error``."""
+def parse_file(job: ParseJob, chunker: Chunker, limits: ParseLimits = ParseLimits(), reading: PageReading | None = None) -> Parsed:
+    """Parse, clean and chunk one file; a file that cannot be indexed gives a :class:`Parsed` with ``error``.
+    ``reading`` reads image pages by OCR (see :func:`ingest.loaders.load_file`)."""
     parsed = Parsed(job.path)
     try:
         started = time.perf_counter()
-        loaded = load_file(Path(job.path), job.data, limits)
+        loaded = load_file(Path(job.path), job.data, limits, reading)
         parsed.warnings = loaded.warnings
         parsed.seconds["parse"] = time.perf_counter() - started
         parsed.pages = chunker.clean(loaded.pages)
@@ -118,9 +122,10 @@ class Engine:
     flush_chunks = 2048
     """Chunks the run collects before embedding them: larger for engines with a start-up cost per batch."""
 
-    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker,
-              limits: ParseLimits = ParseLimits()) -> Iterator[tuple[T, Parsed]]:
-        """``(context, Parsed)`` for each ``(context, job)``, in the jobs' order; jobs are read lazily."""
+    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker, limits: ParseLimits = ParseLimits(),
+              on_page: PageProgress | None = None) -> Iterator[tuple[T, Parsed]]:
+        """``(context, Parsed)`` for each ``(context, job)``, in the jobs' order; jobs are read lazily.
+        ``on_page(path, done, total)`` follows the pages of a file read by OCR, where the engine can."""
         raise NotImplementedError
 
     def embed(self, embedder: Embedder, texts: Sequence[str]) -> Batches:
@@ -153,18 +158,21 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(self, processes: int = 4, timeout: float = 300.0, memory_mb: int = 2048) -> None:
+    def __init__(self, processes: int = 4, timeout: float = 300.0, memory_mb: int = 2048, page_timeout: float = 60.0) -> None:
         self.processes = max(1, min(processes, os.cpu_count() or 1))
         self.timeout = timeout
         self.memory_mb = memory_mb
+        self.page_timeout = page_timeout
+        """Seconds each page read by OCR adds to its file's ``timeout``."""
         self.workers: list[_Worker] = []
+        self.on_page: PageProgress | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> LocalEngine:
-        return cls(settings.parse_processes, settings.parse_timeout_s, settings.parse_memory_mb)
+        return cls(settings.parse_processes, settings.parse_timeout_s, settings.parse_memory_mb, settings.ocr_page_timeout_s)
 
-    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker,
-              limits: ParseLimits = ParseLimits()) -> Iterator[tuple[T, Parsed]]:
+    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker, limits: ParseLimits = ParseLimits(),
+              on_page: PageProgress | None = None) -> Iterator[tuple[T, Parsed]]:
         jobs = iter(jobs)
         first = list(islice(jobs, self.processes))  # a run of one file starts one worker, not all of them
         if not first:
@@ -172,7 +180,8 @@ class LocalEngine(Engine):
         for worker in self.workers:
             worker.abandon()  # a task left by a parse that was not iterated to the end
         while len(self.workers) < len(first):
-            self.workers.append(_Worker(self.memory_mb))
+            self.workers.append(_Worker(self.memory_mb, max(1, (os.cpu_count() or 1) // self.processes)))
+        self.on_page = on_page
         source = enumerate(chain(first, jobs))
         retries: deque[_Task[T]] = deque()
         done: dict[int, tuple[T, Parsed]] = {}
@@ -185,14 +194,14 @@ class LocalEngine(Engine):
                 if worker.task is not None:
                     continue
                 if retries:
-                    worker.start(retries.popleft(), chunker, limits, self.timeout)
+                    worker.start(retries.popleft(), chunker, limits, self.timeout, self.page_timeout)
                 elif not exhausted and len(done) + self._busy() < 2 * len(self.workers):  # a bounded window of files
                     try:
                         number, (context, job) = next(source)
                     except StopIteration:
                         exhausted = True
                         continue
-                    worker.start(_Task(number, context, job), chunker, limits, self.timeout)
+                    worker.start(_Task(number, context, job), chunker, limits, self.timeout, self.page_timeout)
             if exhausted and not retries and not self._busy():
                 return
             self._collect(done, retries)
@@ -209,7 +218,7 @@ class LocalEngine(Engine):
         for worker in busy:
             task = worker.task
             assert task is not None
-            outcome = worker.outcome()
+            outcome = worker.outcome(self.on_page)
             if isinstance(outcome, Parsed):
                 done[task.number] = (task.context, outcome)
             elif outcome == "died" and worker.process.exitcode == OUT_OF_MEMORY_EXIT:
@@ -220,8 +229,11 @@ class LocalEngine(Engine):
                 death = _death(worker.process.exitcode)
                 done[task.number] = (task.context, Parsed(task.job.path, error=f"the parser crashed twice on this file ({death})"))
             elif outcome == "timeout":
-                done[task.number] = (task.context, Parsed(task.job.path, error=f"parsing took longer than {self.timeout:g} s "
-                                                                              "(parse_timeout_s); the worker was stopped"))
+                allowed = f"{self.timeout:g} s (parse_timeout_s)"
+                if worker.pages:
+                    allowed += f" plus {self.page_timeout:g} s for each of its {worker.pages} pages read by OCR (ocr_page_timeout_s)"
+                done[task.number] = (task.context, Parsed(task.job.path, error=f"parsing took longer than {allowed}; "
+                                                                              "the worker was stopped"))
             if outcome != "busy":
                 worker.replace_if_dead()
 
@@ -242,8 +254,12 @@ class _Task(Generic[T]):
 class _Worker:
     """One parse process with its own pipe: a task in, a :class:`Parsed` out."""
 
-    def __init__(self, memory_mb: int) -> None:
+    def __init__(self, memory_mb: int, threads: int = 1) -> None:
         self.memory_mb = memory_mb
+        self.threads = threads
+        """Threads for OCR model runs: the cores shared among the workers."""
+        self.pages = 0
+        """Pages of the task in hand to be read by OCR, once the worker has said."""
         # forkserver: workers fork from a clean process, not from this one with its model threads
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["ingest.engines"])
@@ -253,24 +269,34 @@ class _Worker:
 
     def _spawn(self) -> None:
         self.connection, child = self._context.Pipe()
-        self.process = self._context.Process(target=_serve, args=(child, self.memory_mb), daemon=True, name="rag-parse")
+        self.process = self._context.Process(target=_serve, args=(child, self.memory_mb, self.threads), daemon=True, name="rag-parse")
         self.process.start()
         child.close()
 
-    def start(self, task: _Task[Any], chunker: Chunker, limits: ParseLimits, timeout: float) -> None:
+    def start(self, task: _Task[Any], chunker: Chunker, limits: ParseLimits, timeout: float, page_timeout: float) -> None:
         self.task, self.deadline = task, time.monotonic() + timeout
+        self.page_timeout, self.pages = page_timeout, 0
         try:
             self.connection.send((task.job, chunker, limits))
         except OSError:  # died between tasks: outcome() sees it and the task is retried
             pass
 
-    def outcome(self) -> Parsed | Literal["busy", "died", "timeout"]:
-        """The finished task's result, or ``busy``, ``died`` or ``timeout`` (the worker is then killed)."""
+    def outcome(self, on_page: PageProgress | None = None) -> Parsed | Literal["busy", "died", "timeout"]:
+        """The finished task's result, or ``busy``, ``died`` or ``timeout`` (the worker is then killed).
+        Progress messages on the way (``(done, total)`` pages read by OCR) go to ``on_page``; the first
+        extends the task's deadline by ``page_timeout`` per page."""
         try:
-            if self.connection.poll():
-                parsed = self.connection.recv()
-                self.task = None
-                return parsed
+            while self.connection.poll():
+                message = self.connection.recv()
+                if isinstance(message, Parsed):
+                    self.task = None
+                    return message
+                done, total = message
+                if not self.pages:
+                    self.pages = total
+                    self.deadline += total * self.page_timeout
+                if on_page is not None and self.task is not None:
+                    on_page(self.task.job.path, done, total)
         except (EOFError, OSError, pickle.UnpicklingError):
             pass
         if not self.process.is_alive() or self.connection.closed:
@@ -302,10 +328,12 @@ class _Worker:
         self.connection.close()
 
 
-def _serve(connection: Connection, memory_mb: int) -> None:
-    """A parse worker's loop: address space capped at ``memory_mb``, one task at a time until the pipe closes."""
+def _serve(connection: Connection, memory_mb: int, threads: int) -> None:
+    """A parse worker's loop: address space capped at ``memory_mb``, one task at a time until the pipe
+    closes; pages read by OCR are reported as ``(done, total)`` before the :class:`Parsed`."""
     limit = memory_mb << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    reading = PageReading(OcrReader(threads), on_page=lambda done, total: connection.send((done, total)))
     while True:
         try:
             job, chunker, limits = connection.recv()
@@ -313,7 +341,7 @@ def _serve(connection: Connection, memory_mb: int) -> None:
             return
         except MemoryError:  # the job did not fit: the pipe is left mid-message, so this worker is done
             os._exit(OUT_OF_MEMORY_EXIT)
-        connection.send(parse_file(job, chunker, limits))
+        connection.send(parse_file(job, chunker, limits, reading))
 
 
 def _death(exitcode: int | None) -> str:
@@ -356,8 +384,8 @@ class RayEngine(Engine):
         context.print_on_execution_start = False
         context.execution_options.preserve_order = True
 
-    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker,
-              limits: ParseLimits = ParseLimits()) -> Iterator[tuple[T, Parsed]]:
+    def parse(self, jobs: Iterable[tuple[T, ParseJob]], chunker: Chunker, limits: ParseLimits = ParseLimits(),
+              on_page: PageProgress | None = None) -> Iterator[tuple[T, Parsed]]:
         import ray.data
 
         for group in self._groups(iter(jobs)):

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
+from ingest.ocr import DPI, OcrReader
+from ingest.ocr import page_text as ocr_text
 from ingest.pdf_layout import page_text, running_lines
 from rag.config import Settings
-from rag.documents import Page
+from rag.documents import LineBox, Page
 from rag.text import rejoin_hyphens
 
 if TYPE_CHECKING:
@@ -52,6 +58,8 @@ class ParseLimits:
     """Pages read from one PDF; the rest are skipped with a warning."""
     max_page_chars: int = Settings.max_page_chars
     """Characters kept from one page (a text file is one page); the rest is cut with a warning."""
+    ocr: str = Settings.ocr
+    """When pages are read by OCR (see :data:`rag.config.OCR_MODES`)."""
 
 
 @dataclass
@@ -123,9 +131,39 @@ def _lenient(encoding: str, data: bytes) -> tuple[int, str]:
     return sum(map(len, runs)), _ESCAPED_BYTES.sub("\ufffd", text) if runs else text
 
 
-def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
+@dataclass
+class PageReading:
+    """What reads a file's image pages: ``reader`` (None: no OCR in this process) and ``on_page(done,
+    total)``, called as each page is read by OCR."""
+
+    reader: OcrReader | None = None
+    on_page: Callable[[int, int], None] | None = None
+
+    def read(self, pages: Sequence[tuple[int, Callable[[], Image.Image]]], warnings: list[str]) -> dict[int, tuple[str, tuple[LineBox, ...]]]:
+        """Text and lines of each ``(page number, image)`` by OCR; a page that fails is reported by number
+        in ``warnings`` and left out."""
+        assert self.reader is not None
+        out = {}
+        for done, (number, image) in enumerate(pages):
+            if self.on_page:
+                self.on_page(done, len(pages))
+            try:
+                lines = self.reader.read(image())
+            except MemoryError:
+                raise
+            except Exception as exc:  # one unreadable page must not cost the rest of the file
+                warnings.append(f"page {number}: OCR failed ({type(exc).__name__}: {str(exc)[:80]})")
+                continue
+            out[number] = (ocr_text(lines), tuple(LineBox(line.text, line.box) for line in lines))
+        if self.on_page and pages:
+            self.on_page(len(pages), len(pages))
+        return out
+
+
+def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str], reading: PageReading) -> list[Page]:
     """pypdf opens the file (encryption, page count, content streams within its size limit); pdfium's
-    character boxes give each page's text in reading order (see :mod:`ingest.pdf_layout`)."""
+    character boxes give each page's text in reading order (see :mod:`ingest.pdf_layout`), and pages
+    without a useful text layer are read by OCR (see :func:`_needs_ocr`)."""
     import io
 
     from pypdf import PdfReader
@@ -152,8 +190,7 @@ def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str])
         raise LoadError(f"cannot parse PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
     if total == 0:
         raise LoadError("PDF has no pages (corrupt or truncated)")
-    pages = [Page(str(path), number, text) for number, text in
-             enumerate(_pdfium_texts(data, min(total, limits.max_pages), set(bombs)), start=1)]
+    pages = _pdfium_pages(str(path), data, min(total, limits.max_pages), set(bombs), limits.ocr, reading, warnings)
     has_text = any(page.text.strip() for page in pages)
     if bombs:
         where = f"page {bombs[0]}" if len(bombs) == 1 else f"{len(bombs)} pages, from page {bombs[0]}"
@@ -161,9 +198,10 @@ def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str])
             raise LoadError(f"content streams inflate past pypdf's size limit on {where} (a decompression bomb?); nothing to index")
         warnings.append(f"{where} skipped: content streams inflate past pypdf's size limit (a decompression bomb?)")
     if not has_text:
-        raise LoadError(f"no text layer in any of its {len(pages)} pages (scanned or image-only PDF; OCR is not supported)")
+        why = "OCR is off (ocr = never)" if limits.ocr == "never" or reading.reader is None else "OCR found no text either"
+        raise LoadError(f"no text layer in any of its {len(pages)} pages (scanned or image-only PDF; {why})")
     texts = rejoin_hyphens([page.text for page in pages])
-    return [Page(page.source, page.number, text) for page, text in zip(pages, texts, strict=True)]
+    return [Page(page.source, page.number, text, page.lines) for page, text in zip(pages, texts, strict=True)]
 
 
 def _inflates_too_far(page: PageObject) -> bool:
@@ -189,33 +227,77 @@ def _pdfium_page(document: Any, number: int) -> Any:
         return None
 
 
-def _pdfium_texts(data: bytes, pages: int, skipped: set[int]) -> list[str]:
-    """The text of the first ``pages`` pages in reading order; a page in ``skipped`` or one pdfium cannot
-    read is empty."""
+def _pdfium_pages(source: str, data: bytes, pages: int, skipped: set[int], ocr: str, reading: PageReading,
+                  warnings: list[str]) -> list[Page]:
+    """The first ``pages`` pages in reading order; a page in ``skipped`` or one pdfium cannot read is
+    empty; pages that need it (see :func:`_needs_ocr`) are read by OCR when ``reading`` has a reader."""
     import pypdfium2 as pdfium
 
     try:
         document = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
         raise LoadError(f"corrupt or truncated PDF (pdfium: {str(exc).rstrip('.')[:120]})") from exc
-    texts = []
+    texts: dict[int, str] = {}
     try:
         numbers = [n for n in range(1, min(pages, len(document)) + 1)]
         running = running_lines(page for n in numbers if n not in skipped and (page := _pdfium_page(document, n)) is not None)
+        scans = []
         for number in numbers:
             if number in skipped:
-                texts.append("")
                 continue
             try:
-                texts.append(page_text(document[number - 1], running))
+                texts[number] = page_text(document[number - 1], running)
+                if reading.reader is not None and _needs_ocr(document[number - 1], ocr):
+                    scans.append((number, partial(_render, document, number)))
             except Exception:  # a broken content stream on one page must not cost the rest of the file
-                texts.append("")
+                texts[number] = ""
+        read = reading.read(scans, warnings)
     finally:
         document.close()
-    return texts + [""] * (pages - len(texts))
+    out = []
+    for number in range(1, pages + 1):
+        text, lines = read.get(number, (texts.get(number, ""), ()))
+        if lines and ocr == "auto" and len(text) < len(texts.get(number, "")):
+            text, lines = texts[number], ()  # the text layer held more than OCR found: keep it
+        out.append(Page(source, number, text, lines))
+    return out
 
 
-def _load_text(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
+def _render(document: Any, number: int) -> Image.Image:
+    return document[number - 1].render(scale=DPI / 72, grayscale=True).to_pil()
+
+
+IMAGE_SHARE = 0.5
+"""A page whose images cover more than this share of it, with little text (:data:`FEW_CHARS`), is a scan."""
+FEW_CHARS = 200
+
+
+def _needs_ocr(page: Any, ocr: str) -> bool:
+    """Whether a PDF page is read by OCR: every page with ``always``; with ``auto``, a page whose text
+    layer is empty, or holds little on a page mostly covered by images (a scan with a stamped header
+    line). The text layer is counted as pdfium holds it, before running heads and table-of-contents
+    lines are taken out."""
+    if ocr == "always":
+        return True
+    if ocr != "auto":
+        return False
+    characters = page.get_textpage().count_chars()
+    return characters == 0 or (characters < FEW_CHARS and _image_share(page) > IMAGE_SHARE)
+
+
+def _image_share(page: Any) -> float:
+    """The share of the page's area under image objects (overlaps counted twice, capped at 1)."""
+    import pypdfium2.raw as pdfium_c
+
+    width, height = page.get_size()
+    area = 0.0
+    for image in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=2):
+        left, bottom, right, top = image.get_pos()
+        area += max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(top, height) - max(bottom, 0.0))
+    return min(1.0, area / (width * height)) if width and height else 0.0
+
+
+def _load_text(path: Path, data: bytes, limits: ParseLimits, warnings: list[str], reading: PageReading) -> list[Page]:
     return [Page(str(path), 1, _decode(data[: _text_bytes(limits)], warnings))]
 
 
@@ -229,7 +311,7 @@ def bytes_to_parse(path: Path, data: bytes, limits: ParseLimits) -> bytes:
     return data[: _text_bytes(limits)] if LOADERS.get(path.suffix.lower()) is _load_text else data
 
 
-def _load_html(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
+def _load_html(path: Path, data: bytes, limits: ParseLimits, warnings: list[str], reading: PageReading) -> list[Page]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(_decode(data, warnings), "html.parser")
@@ -238,7 +320,7 @@ def _load_html(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]
     return [Page(str(path), 1, soup.get_text("\n"))]
 
 
-def _load_docx(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]) -> list[Page]:
+def _load_docx(path: Path, data: bytes, limits: ParseLimits, warnings: list[str], reading: PageReading) -> list[Page]:
     import io
 
     import docx
@@ -253,7 +335,45 @@ def _load_docx(path: Path, data: bytes, limits: ParseLimits, warnings: list[str]
     return [Page(str(path), 1, "\n".join(paragraphs))]
 
 
-LOADERS: dict[str, Callable[[Path, bytes, ParseLimits, list[str]], list[Page]]] = {
+def _load_image(path: Path, data: bytes, limits: ParseLimits, warnings: list[str], reading: PageReading) -> list[Page]:
+    """An image is a page read by OCR; every frame of a multi-page TIFF is a page."""
+    import io
+
+    from PIL import ImageSequence, UnidentifiedImageError
+
+    if limits.ocr == "never" or reading.reader is None:
+        raise LoadError("an image: its text can only be read by OCR, and OCR is off (ocr = never)")
+    try:
+        image = Image.open(io.BytesIO(data))
+        frames = [frame.copy() for frame in islice(ImageSequence.Iterator(image), limits.max_pages)]
+    except UnidentifiedImageError as exc:
+        raise LoadError("not a readable image (damaged, or a format Pillow does not know)") from exc
+    except Image.DecompressionBombError as exc:
+        raise LoadError(f"image too large to read safely (a decompression bomb?): {str(exc)[:120]}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged image data
+        raise LoadError(f"corrupt or truncated image ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    frames_in_file = getattr(image, "n_frames", 1)
+    if frames_in_file > limits.max_pages:
+        warnings.append(f"only the first {limits.max_pages:,} of its {frames_in_file:,} pages indexed (max_pages)")
+    read = reading.read([(number, partial(_upright, frame)) for number, frame in enumerate(frames, start=1)], warnings)
+    return [Page(str(path), number, *read.get(number, ("", ()))) for number in range(1, len(frames) + 1)]
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image as a camera meant it (EXIF orientation applied), at most :data:`MAX_SIDE` pixels a side."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    return image
+
+
+MAX_SIDE = 2400
+"""A photo's longer side is scaled down to this many pixels before OCR (a phone's 4000 add time, not text)."""
+
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+LOADERS: dict[str, Callable[[Path, bytes, ParseLimits, list[str], PageReading], list[Page]]] = {
     ".pdf": _load_pdf,
     ".txt": _load_text,
     ".md": _load_text,
@@ -261,6 +381,7 @@ LOADERS: dict[str, Callable[[Path, bytes, ParseLimits, list[str]], list[Page]]] 
     ".html": _load_html,
     ".htm": _load_html,
     ".docx": _load_docx,
+    **dict.fromkeys(IMAGE_TYPES, _load_image),
 }
 
 
@@ -273,16 +394,19 @@ def check_supported(path: Path) -> None:
         raise LoadError(f"unsupported file type {path.suffix or '(no extension)'!r}; supported: {', '.join(sorted(LOADERS))}")
 
 
-def load_file(path: Path, data: bytes | None = None, limits: ParseLimits = ParseLimits()) -> Loaded:
-    """Pages of raw text within ``limits``; raises :class:`LoadError` for anything that cannot be ingested."""
+def load_file(path: Path, data: bytes | None = None, limits: ParseLimits = ParseLimits(),
+              reading: PageReading | None = None) -> Loaded:
+    """Pages of raw text within ``limits``; raises :class:`LoadError` for anything that cannot be ingested.
+    Image pages are read by ``reading``'s OCR reader (none: a reader of this call's own)."""
     check_supported(path)
     warnings: list[str] = []
-    pages = LOADERS[path.suffix.lower()](path, read_source(path) if data is None else data, limits, warnings)
+    reading = reading or PageReading(OcrReader())
+    pages = LOADERS[path.suffix.lower()](path, read_source(path) if data is None else data, limits, warnings, reading)
     if not any(page.text.strip() for page in pages):
         raise LoadError("no text in the file")
     cut = [page.number for page in pages if len(page.text) > limits.max_page_chars]
     if cut:
-        pages = [Page(page.source, page.number, page.text[: limits.max_page_chars]) for page in pages]
+        pages = [Page(page.source, page.number, page.text[: limits.max_page_chars], page.lines) for page in pages]
         where = f"page {cut[0]}" if len(cut) == 1 else f"{len(cut)} pages, from page {cut[0]},"
         warnings.append(f"{where} cut to {limits.max_page_chars:,} characters (max_page_chars)")
     return Loaded(pages, warnings)

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ingest.chunking import Chunker
-from ingest.engines import Engine, LocalEngine, Parsed, ParseJob, peak_rss_mb
+from ingest.engines import Engine, LocalEngine, PageProgress, Parsed, ParseJob, peak_rss_mb
 from ingest.loaders import LoadError, ParseLimits, bytes_to_parse, check_supported, read_source
 from ingest.scan import scan
 from rag.config import Settings
@@ -132,7 +132,7 @@ class Ingestor:
         """``(name, batch size) -> Embedder``: the UI passes its cached models."""
         self._embedder: Embedder | None = None
         self.chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
-        self.limits = ParseLimits(settings.max_pages, settings.max_page_chars)
+        self.limits = ParseLimits(settings.max_pages, settings.max_page_chars, settings.ocr)
         self._progress = progress
         self._lock_wait = lock_wait
         self.flush_chunks = flush_chunks
@@ -149,6 +149,11 @@ class Ingestor:
         if self._embedder is None or self._embedder.name != name:
             self._embedder = self._embedders(name, self.settings.embed_batch_size)
         return self._embedder
+
+    def parsing(self) -> dict[str, Any]:
+        """How files become chunks, as the manifest records it: the chunker and when pages are read by OCR.
+        A run with other settings than the live index's re-reads every file."""
+        return {**self.chunker.describe(), "ocr": self.limits.ocr}
 
     @property
     def tokenizer(self) -> BM25Tokenizer:
@@ -167,12 +172,12 @@ class Ingestor:
                 (self.engine or LocalEngine.for_settings(self.settings)) as engine:
             run = _Run(self, writer, embedder, engine, report, force)
             files = found.files + run.others_to_rechunk(found.files)
-            for todo, parsed in engine.parse(self._jobs(run, files), self.chunker, self.limits):
+            for todo, parsed in engine.parse(self._jobs(run, files), self.chunker, self.limits, self._ocr_progress()):
                 run.accept(todo, parsed)
             run.flush()
             self.report_progress("files", len(files), len(files))
             run.forget_missing(found.roots, {str(p) for p in found.files}, [Path(p) for p, _ in found.failed], prune)
-            self._publish(writer, report, embedder, {"chunker": self.chunker.describe(), "tokenizer": self.tokenizer.name,
+            self._publish(writer, report, embedder, {"chunker": self.parsing(), "tokenizer": self.tokenizer.name,
                                                      "next_chunk_id": run.next_id})
             if run.poorly_embedded:
                 report.warnings.append(
@@ -219,6 +224,23 @@ class Ingestor:
         report.index = dict(writer.live_manifest.get("counts", {}))
         report.generation = writer.live_name
 
+    def _ocr_progress(self) -> PageProgress:
+        """Pages read by OCR, as "OCR page 3/38": a bar per file on the terminal, stage ``ocr`` for the UI."""
+        bars: dict[str, tqdm] = {}
+
+        def on_page(path: str, done: int, total: int) -> None:
+            self.report_progress("ocr", done, total)
+            if self.progress_disabled():
+                return
+            bar = bars.get(path)
+            if bar is None:
+                bar = bars[path] = tqdm(total=total, desc=f"OCR {Path(path).name}", unit="page", file=sys.stderr, leave=False)
+            bar.update(done - bar.n)
+            if done >= total:
+                bars.pop(path).close()
+
+        return on_page
+
     def report_progress(self, stage: str, done: int, total: int) -> None:
         if self.on_progress is not None:
             self.on_progress(stage, done, total)
@@ -240,7 +262,7 @@ class _Run:
         self.report = report
         self.queue: list[_Loaded] = []
         live_chunker = writer.live_manifest.get("chunker")
-        self.rechunk = bool(live_chunker) and live_chunker != ingestor.chunker.describe()
+        self.rechunk = bool(live_chunker) and live_chunker != ingestor.parsing()
         self.reread = self.rechunk or force
         """Read every visited file again, whatever its size, mtime or hash say."""
         self.next_id = writer.next_chunk_id()
@@ -367,7 +389,7 @@ class _Run:
                 self.poorly_embedded.append(item.record.path)
             record = FileRecord(item.record.path, item.record.sha256, item.record.size, item.record.mtime_ns,
                                 len(item.pages), n)
-            self.writer.replace_file(record, [(p.number, p.text) for p in item.pages], rows, matrix)
+            self.writer.replace_file(record, [(p.number, p.text, p.lines) for p in item.pages], rows, matrix)
             self._count(record, item.is_new)
             position += n
 

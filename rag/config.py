@@ -22,6 +22,11 @@ ENV_VARS = {
 }
 
 
+OCR_MODES = ("auto", "always", "never")
+"""When pages are read by OCR: ``auto`` where a page has no useful text layer (and every image),
+``always`` every page, ``never`` (image-only pages are left out, and images fail)."""
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used, with the reason in the message."""
 
@@ -61,6 +66,10 @@ class Settings:
     """Seconds one file may take to parse before its worker is stopped and the file reported."""
     parse_memory_mb: int = 2048
     """Address space one parse worker may use; a file that needs more fails alone with a memory error."""
+    ocr: str = "auto"
+    """When pages are read by OCR: one of :data:`OCR_MODES`."""
+    ocr_page_timeout_s: int = 60
+    """Seconds each page read by OCR adds to its file's ``parse_timeout_s``."""
 
     @classmethod
     def resolve(
@@ -90,6 +99,8 @@ class Settings:
         settings = replace(self, **changes)
         if not 0 <= settings.chunk_overlap < settings.chunk_size:
             raise ConfigError(f"{origin}: chunk_overlap must be >= 0 and smaller than chunk_size")
+        if settings.ocr not in OCR_MODES:
+            raise ConfigError(f"{origin}: ocr={settings.ocr!r} is not valid (one of {', '.join(OCR_MODES)})")
         return settings
 
 

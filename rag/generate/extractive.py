@@ -56,7 +56,8 @@ class ExtractiveGenerator:
     repetition, and prints them best first, each with its [n]: the answer leads with the unit that
     answers. Units far below the best one (``cutoff``) are left out. Nothing is chosen (the pipeline then
     answers "not found") when the question asks for a quantity and no chosen unit states one, or when the
-    leading unit, in the question's language, shares none of its words besides the names in it.
+    leading unit, in the question's language, shares none of its words besides the names in it (where units
+    in another language were chosen too, the units beside the point are dropped and those lead instead).
 
     It never follows instructions inside documents: it only copies sentences and table cells out of them.
     """
@@ -134,21 +135,22 @@ class ExtractiveGenerator:
             chosen.append(best)
         if asks_for_number(question) and not any(gives_quantity(sentences[i].text, question) for i in chosen):
             return []  # asked for a quantity, a date or a version, and no relevant unit states one
-        lead = sentences[chosen[0]] if chosen else None
-        if lead and languages[chosen[0]] == asked and not (asks_for_number(question) and gives_quantity(lead.text, question)) \
-                and self._off_topic(question, query_tokens, lead):
-            return []
+        beside = [i for i in chosen if languages[i] == asked and self._off_topic(question, query_tokens, sentences[i])]
+        if chosen and chosen[0] in beside:
+            # a lead beside the point: with units in another language to answer, they go first; else nothing
+            chosen = [i for i in chosen if i not in beside] if any(languages[i] != asked for i in chosen) else []
         return [sentences[i] for i in chosen]
 
-    def _off_topic(self, question: str, query_tokens: set[str], lead: _Sentence) -> bool:
-        """Whether the leading unit shares none of the question's words besides the names in it: it is
-        about what the question names, not about what it asks ("what was the vote" answered by the case's
-        caption). A unit that states a quantity asked for is exempt ("how many were killed": "157
-        fatalities")."""
+    def _off_topic(self, question: str, query_tokens: set[str], unit: _Sentence) -> bool:
+        """Whether a unit shares none of the question's words besides the names in it: it is about what
+        the question names, not about what it asks ("what was the vote" answered by the case's caption).
+        A unit that states a quantity asked for is exempt ("how many were killed": "157 fatalities")."""
+        if asks_for_number(question) and gives_quantity(unit.text, question):
+            return False
         names = {t for name in specifics_of(question).names for t in self.tokenizer.tokenize(name)}
         asked = query_tokens - names
-        text = normalise(lead.text)
-        return bool(asked) and not any(held_share(t, lead.tokens, text) for t in asked)
+        text = normalise(unit.text)
+        return bool(asked) and not any(held_share(t, unit.tokens, text) for t in asked)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """The chosen sentences, each with its [n]; first a header line when the leading one is in another

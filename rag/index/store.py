@@ -1,6 +1,7 @@
 """The chunk store: one SQLite file per generation holding files, pages and chunks."""
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.documents import LineBox
 from rag.text import language_of
 
 SCHEMA_VERSION = 2
@@ -45,7 +47,19 @@ CREATE TABLE IF NOT EXISTS chunks(
 );
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE INDEX IF NOT EXISTS chunks_text_sha ON chunks(text_sha);
+CREATE TABLE IF NOT EXISTS page_lines(
+    path TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (path, number)
+);
 """
+_PAGE_LINES = "page_lines"
+"""The lines of pages read by OCR with their boxes, as JSON ``[[text, left, top, right, bottom], ...]``; a
+store written before OCR lacks the table and reads as having none."""
+
+PageContent = tuple[int, str, tuple[LineBox, ...]]
+"""A page as stored: its number, its text, and its OCR lines (none for a text layer)."""
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -162,9 +176,8 @@ class ChunkStore:
         ids = self.chunk_ids(path)
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM chunks WHERE path = ?", (path,))
-            self._db.execute("DELETE FROM pages WHERE path = ?", (path,))
-            self._db.execute("DELETE FROM files WHERE path = ?", (path,))
+            for table in ("chunks", "pages", _PAGE_LINES, "files"):
+                self._db.execute(f"DELETE FROM {table} WHERE path = ?", (path,))
         return ids
 
     # pages and chunks ----------------------------------------------------------------------------
@@ -178,13 +191,16 @@ class ChunkStore:
         row = self._db.execute("SELECT id FROM chunks WHERE text_sha = ? LIMIT 1", (text_sha,)).fetchone()
         return int(row[0]) if row else None
 
-    def replace_content(self, record: FileRecord, pages: Sequence[tuple[int, str]], chunks: Sequence[ChunkRow]) -> None:
+    def replace_content(self, record: FileRecord, pages: Sequence[PageContent], chunks: Sequence[ChunkRow]) -> None:
         """Store a file's pages and chunks in one transaction, replacing what it had."""
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM chunks WHERE path = ?", (record.path,))
-            self._db.execute("DELETE FROM pages WHERE path = ?", (record.path,))
-            self._db.executemany("INSERT INTO pages VALUES (?, ?, ?)", ((record.path, n, t) for n, t in pages))
+            for table in ("chunks", "pages", _PAGE_LINES):
+                self._db.execute(f"DELETE FROM {table} WHERE path = ?", (record.path,))
+            self._db.executemany("INSERT INTO pages VALUES (?, ?, ?)", ((record.path, n, t) for n, t, _ in pages))
+            self._db.executemany(f"INSERT INTO {_PAGE_LINES} VALUES (?, ?, ?)", (
+                (record.path, n, json.dumps([[line.text, *line.box] for line in lines], ensure_ascii=False))
+                for n, _, lines in pages if lines))
             self._db.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 ((c.id, c.path, c.page, c.start, c.end, c.text, c.text_sha, " ".join(c.tokens), c.n_tokens,
@@ -192,8 +208,17 @@ class ChunkStore:
             )
             self.put_file(record)
 
-    def pages(self, path: str) -> list[tuple[int, str]]:
-        return list(self._db.execute("SELECT number, text FROM pages WHERE path = ? ORDER BY number", (path,)))
+    def pages(self, path: str) -> list[PageContent]:
+        return [(number, text, self.page_lines(path, number))
+                for number, text in self._db.execute("SELECT number, text FROM pages WHERE path = ? ORDER BY number", (path,))]
+
+    def page_lines(self, path: str, number: int) -> tuple[LineBox, ...]:
+        """The OCR lines of a page with their boxes; none for a page read from its text layer."""
+        try:
+            row = self._db.execute(f"SELECT lines FROM {_PAGE_LINES} WHERE path = ? AND number = ?", (path, number)).fetchone()
+        except sqlite3.OperationalError:  # a store from before OCR
+            return ()
+        return tuple(LineBox(text, (left, top, right, bottom)) for text, left, top, right, bottom in json.loads(row[0])) if row else ()
 
     def first_page(self, path: str) -> str:
         """The text of a file's first page ("" when it has none)."""

@@ -17,7 +17,7 @@ from rag.index.generations import WriterLock, collect_garbage, live_generation, 
 from rag.index.layout import CHUNKS, DENSE, MANIFEST, SPARSE, read_manifest
 from rag.index.pending import PendingVectors
 from rag.index.sparse import SparseIndex
-from rag.index.store import SCHEMA_VERSION, ChunkRow, ChunkStore, FileRecord
+from rag.index.store import SCHEMA_VERSION, ChunkRow, ChunkStore, FileRecord, PageContent
 
 PENDING = "pending-vectors.sqlite"
 
@@ -141,7 +141,7 @@ class IndexWriter:
         """Update a file's record (status, size, mtime) without touching its content."""
         self._stage().put_file(record)
 
-    def replace_file(self, record: FileRecord, pages: Sequence[tuple[int, str]], chunks: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+    def replace_file(self, record: FileRecord, pages: Sequence[PageContent], chunks: Sequence[ChunkRow], vectors: np.ndarray) -> None:
         """Put a file's new content in place of its old one (if any)."""
         store = self._stage()
         self._forget(store.chunk_ids(record.path))

@@ -145,7 +145,7 @@ def test_bad_files_in_a_folder_are_reported_and_the_rest_is_committed(tmp_path: 
         "self-loop.md": "symlink loop",
         "up": reasons["up"],
     }
-    assert reasons["image.png"].startswith("unsupported file type '.png'")
+    assert reasons["image.png"].startswith("not a readable image")
     assert "PDF" in reasons["corrupt.pdf"]
     assert reasons["up"].startswith("symlink loop")
     assert report.added == 3 and report.exit_code == 3

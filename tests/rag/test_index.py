@@ -145,7 +145,7 @@ def test_a_version_1_store_is_migrated_when_staged(tmp_path: Path):
 
     store = ChunkStore.create(tmp_path / "chunks.sqlite")
     rows = [ChunkRow(0, "/a.md", 1, 0, 4, "中文段落", "s0", ("中文",), 4, 3), ChunkRow(1, "/a.md", 1, 5, 9, "text", "s1", ("text",), 1, 0)]
-    store.replace_content(FileRecord("/a.md", "x", 1, 1, 1, 2), [(1, "中文段落 text")], rows)
+    store.replace_content(FileRecord("/a.md", "x", 1, 1, 1, 2), [(1, "中文段落 text", ())], rows)
     store.close()
     db = sqlite3.connect(tmp_path / "chunks.sqlite")
     db.execute("ALTER TABLE chunks DROP COLUMN lang")
@@ -217,7 +217,7 @@ def test_the_manifest_records_the_dense_index_type(tmp_path: Path, monkeypatch):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with IndexWriter(tmp_path / "index", "test") as writer:
         rows = [ChunkRow(i, "/d/a.txt", 1, 0, 1, f"text {i}", f"{i:064x}", ("text",), 1, 0) for i in range(120)]
-        writer.replace_file(FileRecord("/d/a.txt", "0" * 64, 0, 0, 1, 120), [(1, "")], rows, vectors)
+        writer.replace_file(FileRecord("/d/a.txt", "0" * 64, 0, 0, 1, 120), [(1, "", ())], rows, vectors)
         writer.commit({"chunker": {}}, describe_embedder=lambda: {"name": "test", "dimension": 8})
     index = Index.open(tmp_path / "index")
     assert index.manifest["dense_index"]["type"] == "hnsw" and index.manifest["dense_index"]["M"] == 32
