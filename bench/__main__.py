@@ -16,6 +16,8 @@ baselines run in the same process on the same data, written to bench/results.jso
   vectors cycled with noise (embedding a million passages would take days here; uniformly random
   vectors have no neighbourhoods, so no ANN index finds their neighbours). Recall@10 of the dense
   index (HNSW from 50,000 chunks) against exact search, on each set and on the real vectors alone.
+- OCR: bench/ocr.py on scans of the first three pages of each shared PDF: character accuracy per
+  language and pages per second, under ``"ocr"``.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from bench.hybrid_latency import (
     same_embedder,
     windows,
 )
+from bench.ocr import measure as ocr_measure
 from ingest.chunking import Chunker
 from ingest.engines import LocalEngine, ParseJob
 from ingest.loaders import is_supported
@@ -333,6 +336,10 @@ def markdown(results: dict[str, Any], command: str) -> str:
               "One-file update: ten new chunks written and committed (embedding excluded); BM25 is updated in place.", "",
               f"Dense search: {results['ann']['index']}. Recall@10 of the dense search against exact search, by set: "
               + "; ".join(f"{name} {value}" for name, value in results["ann"]["by_set"].items()) + ".", ""]
+    ocr = results["ocr"]
+    lines += ["## OCR (scans of the shared corpus)", "",
+              f"`{ocr['command']}`: {ocr['pages']} pages at {ocr['dpi']} dpi, **{ocr['pages_per_s']} pages/s**; character "
+              "accuracy " + ", ".join(f"{language} **{value}**" for language, value in ocr["char_accuracy"].items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -358,6 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     breadth = ", ".join(f"{ef} from {size:,}" for size, ef in HNSW_EF_SEARCH.items())
     results["ann"] = {"index": f"HNSW (M {HNSW_M}, efConstruction {HNSW_EF_CONSTRUCTION}, efSearch {breadth} vectors) "
                                f"from {ANN_THRESHOLD:,} chunks, exact below", "recall_at_10": min(by_set.values()), "by_set": by_set}
+    results["ocr"] = ocr_measure()
+    print(json.dumps(results["ocr"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     (args.out / "RESULTS.md").write_text(markdown(results, command), encoding="utf-8")

@@ -158,7 +158,7 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(self, processes: int = 4, timeout: float = 300.0, memory_mb: int = 2048, page_timeout: float = 60.0) -> None:
+    def __init__(self, processes: int = 4, timeout: float = 300.0, memory_mb: int = 4096, page_timeout: float = 60.0) -> None:
         self.processes = max(1, min(processes, os.cpu_count() or 1))
         self.timeout = timeout
         self.memory_mb = memory_mb

@@ -152,7 +152,8 @@ class PageReading:
             except MemoryError:
                 raise
             except Exception as exc:  # one unreadable page must not cost the rest of the file
-                warnings.append(f"page {number}: OCR failed ({type(exc).__name__}: {str(exc)[:80]})")
+                reason = (str(exc).strip().splitlines() or [""])[-1]  # onnxruntime's message ends a traceback
+                warnings.append(f"page {number}: OCR failed ({type(exc).__name__}: {reason[:120]})")
                 continue
             out[number] = (ocr_text(lines), tuple(LineBox(line.text, line.box) for line in lines))
         if self.on_page and pages:

@@ -64,8 +64,9 @@ class Settings:
     """Characters kept from one page (a text file is one page); the rest is cut, with a warning."""
     parse_timeout_s: int = 300
     """Seconds one file may take to parse before its worker is stopped and the file reported."""
-    parse_memory_mb: int = 2048
-    """Address space one parse worker may use; a file that needs more fails alone with a memory error."""
+    parse_memory_mb: int = 4096
+    """Address space one parse worker may use; a file that needs more fails alone with a memory error (OCR's
+    models use about 1 GiB resident, and onnxruntime reserves as much again)."""
     ocr: str = "auto"
     """When pages are read by OCR: one of :data:`OCR_MODES`."""
     ocr_page_timeout_s: int = 60
