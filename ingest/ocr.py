@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,10 +43,16 @@ class OcrLine:
     text: str
     box: tuple[float, float, float, float]
     score: float = 1.0
+    level_box: tuple[float, float, float, float] | None = None
+    """The box with the page's tilt taken out (see :func:`_levelled`), for layout; None: not tilted."""
+
+    @property
+    def level(self) -> tuple[float, float, float, float]:
+        return self.level_box or self.box
 
     @property
     def height(self) -> float:
-        return self.box[3] - self.box[1]
+        return self.level[3] - self.level[1]
 
 
 class OcrReader:
@@ -114,7 +120,32 @@ class OcrReader:
             if text.strip():
                 lines.append(OcrLine(text.strip(), (min(xs) / width, min(ys) / height, max(xs) / width, max(ys) / height),
                                      float(score)))
+        return _levelled(lines, _tilt(result.boxes), width / height)
+
+
+def _tilt(quads: Any) -> float:
+    """The page's tilt (radians, clockwise positive in image coordinates): the median slope of the top
+    edges of its long text boxes (rapidocr's boxes are quadrilaterals that follow the text)."""
+    slopes = [np.arctan2(q[1][1] - q[0][1], q[1][0] - q[0][0]) for q in quads
+              if q[1][0] - q[0][0] > 5 * max(1.0, q[3][1] - q[0][1])]
+    return float(np.median(slopes)) if len(slopes) >= 3 else 0.0
+
+
+def _levelled(lines: list[OcrLine], tilt: float, aspect: float) -> list[OcrLine]:
+    """``lines`` with their layout boxes turned by ``-tilt`` about the page's centre (``aspect``: width
+    over height): on a scan tilted by a degree, a table row's right end sits a row lower than its left
+    end, and a column's bottom a gutter's width to the side of its top."""
+    if abs(tilt) < 0.001:
         return lines
+    slope = np.tan(tilt)
+    out = []
+    for line in lines:
+        x0, y0, x1, y1 = line.box
+        cx, cy = (x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5
+        dy = -cx * slope * aspect  # in shares of the height
+        dx = cy * slope / aspect  # in shares of the width
+        out.append(replace(line, level_box=(x0 + dx, y0 + dy, x1 + dx, y1 + dy)))
+    return out
 
 
 def _lying(lines: list[OcrLine]) -> bool:
@@ -131,13 +162,13 @@ def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
     if not lines:
         return []
     gutters = _gutters(lines)
-    ordered = sorted(lines, key=lambda line: (line.box[1], line.box[0]))
+    ordered = sorted(lines, key=lambda line: (line.level[1], line.level[0]))
     if not gutters:
         return ordered
     out: list[OcrLine] = []
     band: list[OcrLine] = []
     for line in ordered:
-        if any(line.box[0] + _REACH < gutter < line.box[2] - _REACH for gutter in gutters):  # spans columns: ends the band
+        if any(line.level[0] + _REACH < gutter < line.level[2] - _REACH for gutter in gutters):  # spans columns: ends the band
             out += _by_column(band, gutters) + [line]
             band = []
         else:
@@ -147,8 +178,8 @@ def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
 
 def _by_column(band: list[OcrLine], gutters: list[float]) -> list[OcrLine]:
     """The band's lines column by column (by their centres), each column top to bottom."""
-    return sorted(band, key=lambda line: (sum((line.box[0] + line.box[2]) / 2 > gutter for gutter in gutters),
-                                          line.box[1], line.box[0]))
+    return sorted(band, key=lambda line: (sum((line.level[0] + line.level[2]) / 2 > gutter for gutter in gutters),
+                                          line.level[1], line.level[0]))
 
 
 _REACH = 0.05
@@ -165,12 +196,12 @@ def _gutters(lines: list[OcrLine], bins: int = 200) -> list[float]:
     the least-crossed x of each band that a quarter or less as many column lines (:data:`COLUMN_LINE`)
     cross as cross the page's busy parts (a scan's slight tilt makes some lines reach over a narrow
     gutter), with a tenth of those lines or more on both sides."""
-    narrow = [line for line in lines if COLUMN_LINE[0] <= line.box[2] - line.box[0] < COLUMN_LINE[1]]
+    narrow = [line for line in lines if COLUMN_LINE[0] <= line.level[2] - line.level[0] < COLUMN_LINE[1]]
     if len(narrow) < 6:
         return []
     crossing = np.zeros(bins, dtype=int)
     for line in narrow:
-        crossing[int(line.box[0] * bins):int(np.ceil(line.box[2] * bins))] += 1
+        crossing[int(line.level[0] * bins):int(np.ceil(line.level[2] * bins))] += 1
     low, high = int(0.15 * bins), int(0.85 * bins)
     sparse = crossing <= 0.25 * np.percentile(crossing[low:high], 75)
     gutters: list[float] = []
@@ -183,8 +214,8 @@ def _gutters(lines: list[OcrLine], bins: int = 200) -> list[float]:
         while end + 1 <= high and sparse[end + 1]:
             end += 1
         x = (i + int(np.argmin(crossing[i:end + 1])) + 0.5) / bins
-        left = sum(line.box[2] <= x and all(line.box[0] >= g for g in gutters[-1:]) for line in narrow)
-        right = sum(line.box[0] >= x for line in narrow)
+        left = sum(line.level[2] <= x and all(line.level[0] >= g for g in gutters[-1:]) for line in narrow)
+        right = sum(line.level[0] >= x for line in narrow)
         if min(left, right) >= 0.1 * len(narrow):
             gutters.append(x)
         i = end + 1
@@ -204,13 +235,13 @@ def page_text(lines: list[OcrLine]) -> str:
             rows.append([line])
     out: list[str] = []
     for i, row in enumerate(rows):
-        if i and row[0].box[1] - max(line.box[3] for line in rows[i - 1]) > statistics.median(line.height for line in row):
+        if i and row[0].level[1] - max(line.level[3] for line in rows[i - 1]) > statistics.median(line.height for line in row):
             out.append("")
-        out.append(" ".join(line.text for line in sorted(row, key=lambda line: line.box[0])))
+        out.append(" ".join(line.text for line in sorted(row, key=lambda line: line.level[0])))
     return "\n".join(out)
 
 
 def _same_row(a: OcrLine, b: OcrLine) -> bool:
     """Whether two boxes sit side by side on one visual row (they overlap by half the lower height)."""
-    overlap = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
-    return overlap > 0.5 * min(a.height, b.height) and (b.box[0] >= a.box[2] or a.box[0] >= b.box[2])
+    overlap = min(a.level[3], b.level[3]) - max(a.level[1], b.level[1])
+    return overlap > 0.5 * min(a.height, b.height) and (b.level[0] >= a.level[2] or a.level[0] >= b.level[2])
