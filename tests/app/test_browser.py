@@ -124,6 +124,8 @@ def test_interface_follows_a_chinese_browser(ui_url: str, browser):
     page.get_by_role("tab", name="文档库").click()
     page.get_by_text("添加文档", exact=True).wait_for()
     page.get_by_test_id("stFileUploaderDropzone").wait_for()  # widgets drawn, not their placeholders
-    page.get_by_text("上传文件（PDF、Word、HTML、Markdown、文本；每个不超过 200 MB）").wait_for()
+    page.get_by_text("上传文件（PDF、Word、HTML、Markdown、文本、扫描件和页面照片；每个不超过 200 MB）").wait_for()
+    page.get_by_text("识别扫描页和图片中的文字（OCR）").wait_for()
+    page.get_by_text("仅无文字层的页面").wait_for()  # the OCR choice, in Chinese too
     page.screenshot(path=str(SHOTS / "ui-zh-interface.png"), full_page=True)
     page.close()
