@@ -134,7 +134,13 @@ def _lenient(encoding: str, data: bytes) -> tuple[int, str]:
 @dataclass
 class PageReading:
     """What reads a file's image pages: ``reader`` (None: no OCR in this process) and ``on_page(done,
-    total)``, called as each page is read by OCR."""
+    total)``, called as each page is read by OCR.
+
+    Example:
+        >>> reading = PageReading(OcrReader(), on_page=lambda done, total: print(f"OCR page {done}/{total}"))
+        >>> load_file(Path("scan.pdf"), reading=reading).pages[0].lines[0].text  # doctest: +SKIP
+        'Alderson Reporting Company'
+    """
 
     reader: OcrReader | None = None
     on_page: Callable[[int, int], None] | None = None
