@@ -165,7 +165,6 @@ class LocalEngine(Engine):
         self.page_timeout = page_timeout
         """Seconds each page read by OCR adds to its file's ``timeout``."""
         self.workers: list[_Worker] = []
-        self.on_page: PageProgress | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> LocalEngine:
@@ -181,7 +180,6 @@ class LocalEngine(Engine):
             worker.abandon()  # a task left by a parse that was not iterated to the end
         while len(self.workers) < len(first):
             self.workers.append(_Worker(self.memory_mb, max(1, (os.cpu_count() or 1) // self.processes)))
-        self.on_page = on_page
         source = enumerate(chain(first, jobs))
         retries: deque[_Task[T]] = deque()
         done: dict[int, tuple[T, Parsed]] = {}
@@ -204,13 +202,13 @@ class LocalEngine(Engine):
                     worker.start(_Task(number, context, job), chunker, limits, self.timeout, self.page_timeout)
             if exhausted and not retries and not self._busy():
                 return
-            self._collect(done, retries)
+            self._collect(done, retries, on_page)
 
     def _busy(self) -> int:
         return sum(worker.task is not None for worker in self.workers)
 
-    def _collect(self, done: dict[int, tuple[Any, Parsed]], retries: deque[_Task[Any]]) -> None:
-        """Wait for a worker to finish, die or run out of time, and settle its task."""
+    def _collect(self, done: dict[int, tuple[Any, Parsed]], retries: deque[_Task[Any]], on_page: PageProgress | None) -> None:
+        """Wait for a worker to finish, die or run out of time, and settle its task; OCR progress goes to ``on_page``."""
         busy = [worker for worker in self.workers if worker.task is not None]
         deadline = min(worker.deadline for worker in busy)
         multiprocessing.connection.wait([w.connection for w in busy] + [w.process.sentinel for w in busy],
@@ -218,7 +216,7 @@ class LocalEngine(Engine):
         for worker in busy:
             task = worker.task
             assert task is not None
-            outcome = worker.outcome(self.on_page)
+            outcome = worker.outcome(on_page)
             if isinstance(outcome, Parsed):
                 done[task.number] = (task.context, outcome)
             elif outcome == "died" and worker.process.exitcode == OUT_OF_MEMORY_EXIT:

@@ -133,7 +133,7 @@ def _lenient(encoding: str, data: bytes) -> tuple[int, str]:
 
 @dataclass
 class PageReading:
-    """What reads a file's image pages: ``reader`` (None: no OCR in this process) and ``on_page(done,
+    """What reads a file's image pages: ``reader`` (its models load on first use) and ``on_page(done,
     total)``, called as each page is read by OCR.
 
     Example:
@@ -142,13 +142,12 @@ class PageReading:
         'Alderson Reporting Company'
     """
 
-    reader: OcrReader | None = None
+    reader: OcrReader = field(default_factory=OcrReader)
     on_page: Callable[[int, int], None] | None = None
 
     def read(self, pages: Sequence[tuple[int, Callable[[], Image.Image]]], warnings: list[str]) -> dict[int, tuple[str, tuple[LineBox, ...]]]:
         """Text and lines of each ``(page number, image)`` by OCR; a page that fails is reported by number
         in ``warnings`` and left out."""
-        assert self.reader is not None
         out = {}
         for done, (number, image) in enumerate(pages):
             if self.on_page:
@@ -205,7 +204,7 @@ def _load_pdf(path: Path, data: bytes, limits: ParseLimits, warnings: list[str],
             raise LoadError(f"content streams inflate past pypdf's size limit on {where} (a decompression bomb?); nothing to index")
         warnings.append(f"{where} skipped: content streams inflate past pypdf's size limit (a decompression bomb?)")
     if not has_text:
-        why = "OCR is off (ocr = never)" if limits.ocr == "never" or reading.reader is None else "OCR found no text either"
+        why = "OCR is off (ocr = never)" if limits.ocr == "never" else "OCR found no text either"
         raise LoadError(f"no text layer in any of its {len(pages)} pages (scanned or image-only PDF; {why})")
     texts = rejoin_hyphens([page.text for page in pages])
     return [Page(page.source, page.number, text, page.lines) for page, text in zip(pages, texts, strict=True)]
@@ -237,7 +236,7 @@ def _pdfium_page(document: Any, number: int) -> Any:
 def _pdfium_pages(source: str, data: bytes, pages: int, skipped: set[int], ocr: str, reading: PageReading,
                   warnings: list[str]) -> list[Page]:
     """The first ``pages`` pages in reading order; a page in ``skipped`` or one pdfium cannot read is
-    empty; pages that need it (see :func:`_needs_ocr`) are read by OCR when ``reading`` has a reader."""
+    empty; pages that need it (see :func:`_needs_ocr`) are read by OCR."""
     import pypdfium2 as pdfium
 
     try:
@@ -254,7 +253,7 @@ def _pdfium_pages(source: str, data: bytes, pages: int, skipped: set[int], ocr: 
                 continue
             try:
                 texts[number] = page_text(document[number - 1], running)
-                if reading.reader is not None and _needs_ocr(document[number - 1], ocr):
+                if _needs_ocr(document[number - 1], ocr):
                     scans.append((number, partial(_render, document, number)))
             except Exception:  # a broken content stream on one page must not cost the rest of the file
                 texts[number] = ""
@@ -348,7 +347,7 @@ def _load_image(path: Path, data: bytes, limits: ParseLimits, warnings: list[str
 
     from PIL import ImageSequence, UnidentifiedImageError
 
-    if limits.ocr == "never" or reading.reader is None:
+    if limits.ocr == "never":
         raise LoadError("an image: its text can only be read by OCR, and OCR is off (ocr = never)")
     try:
         image = Image.open(io.BytesIO(data))
@@ -404,10 +403,10 @@ def check_supported(path: Path) -> None:
 def load_file(path: Path, data: bytes | None = None, limits: ParseLimits = ParseLimits(),
               reading: PageReading | None = None) -> Loaded:
     """Pages of raw text within ``limits``; raises :class:`LoadError` for anything that cannot be ingested.
-    Image pages are read by ``reading``'s OCR reader (none: a reader of this call's own)."""
+    Image pages are read by ``reading``'s OCR reader (none given: a reader of this call's own)."""
     check_supported(path)
     warnings: list[str] = []
-    reading = reading or PageReading(OcrReader())
+    reading = reading or PageReading()
     pages = LOADERS[path.suffix.lower()](path, read_source(path) if data is None else data, limits, warnings, reading)
     if not any(page.text.strip() for page in pages):
         raise LoadError("no text in the file")

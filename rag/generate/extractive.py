@@ -135,22 +135,27 @@ class ExtractiveGenerator:
             chosen.append(best)
         if asks_for_number(question) and not any(gives_quantity(sentences[i].text, question) for i in chosen):
             return []  # asked for a quantity, a date or a version, and no relevant unit states one
-        beside = [i for i in chosen if languages[i] == asked and self._off_topic(question, query_tokens, sentences[i])]
-        if chosen and chosen[0] in beside:
+        names = {t for name in specifics_of(question).names for t in self.tokenizer.tokenize(name)}
+        wanted = query_tokens - names  # what the question asks about, besides what it names
+
+        def beside(i: int) -> bool:
+            return languages[i] == asked and self._off_topic(question, wanted, sentences[i])
+
+        if chosen and beside(chosen[0]):
             # a lead beside the point: with units in another language to answer, they go first; else nothing
-            chosen = [i for i in chosen if i not in beside] if any(languages[i] != asked for i in chosen) else []
+            chosen = [i for i in chosen if not beside(i)] if any(languages[i] != asked for i in chosen) else []
         return [sentences[i] for i in chosen]
 
-    def _off_topic(self, question: str, query_tokens: set[str], unit: _Sentence) -> bool:
-        """Whether a unit shares none of the question's words besides the names in it: it is about what
-        the question names, not about what it asks ("what was the vote" answered by the case's caption).
-        A unit that states a quantity asked for is exempt ("how many were killed": "157 fatalities")."""
+    @staticmethod
+    def _off_topic(question: str, wanted: set[str], unit: _Sentence) -> bool:
+        """Whether a unit shares none of the ``wanted`` words (the question's, besides the names in it): it
+        is about what the question names, not about what it asks ("what was the vote" answered by the
+        case's caption). A unit that states a quantity asked for is exempt ("how many were killed": "157
+        fatalities")."""
         if asks_for_number(question) and gives_quantity(unit.text, question):
             return False
-        names = {t for name in specifics_of(question).names for t in self.tokenizer.tokenize(name)}
-        asked = query_tokens - names
         text = normalise(unit.text)
-        return bool(asked) and not any(held_share(t, unit.tokens, text) for t in asked)
+        return bool(wanted) and not any(held_share(t, unit.tokens, text) for t in wanted)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """The chosen sentences, each with its [n]; first a header line when the leading one is in another
