@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from rag.embed import Role
+from rag.follow_up import carried_topic, is_follow_up
 from rag.generate.base import GenerationError, GenerationRequest, Generator
 from rag.generate.citations import CitationCheck, check_citations
 from rag.generate.extractive import ExtractiveGenerator
 from rag.generate.prompt import NOT_FOUND_MARKER, SOURCES_LABEL, Passage, fit_passages, neutralise, not_found, split_header
 from rag.generate.units import answer_units
 from rag.retrieve import Mode, RetrievalResult, Retriever
-from rag.retrieve.variants import KeywordExtractor
 from rag.specifics import missing_specifics, specifics_of
 from rag.text import BM25Tokenizer, held_share, language_of, normalise, split_sentences
 
@@ -59,11 +59,6 @@ ABSTENTION = {
 """Per embedder, calibrated on the dev split by bench/calibrate_abstention.py together with the
 specifics check: for multilingual-e5-small, 90.3% of held-out answerable questions answered and 89.0% of
 off-topic ones refused (words alone: 90.2% and 85.3%)."""
-
-_FOLLOW_UP = re.compile(
-    r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|what about|and)\b|它|他|她|这|那|其|该|还有",
-    re.IGNORECASE,
-)
 
 _SOURCES_BLOCK = re.compile(rf"(?ims)^[ \t]*{SOURCES_LABEL}.*\Z")
 """A sources list that a model wrote at the end of its answer (an obedient one copies the documents')."""
@@ -128,13 +123,14 @@ class AnswerPipeline:
         self.k = k
         self.abstention = abstention or ABSTENTION.get(retriever.embedder.name, LEXICAL_ABSTENTION)
         self.max_new_tokens = max_new_tokens
-        self._keywords = KeywordExtractor(retriever.tokenizer)
 
     # before generation ----------------------------------------------------------------------------
     def standalone_question(self, question: str, history: Sequence[Turn]) -> str:
-        """A follow-up rewritten to stand alone: by the LLM when there is one, else by carrying the
-        previous question's keywords into a short or referring follow-up."""
-        if not history:
+        """The question to search: as written unless it follows up the conversation (see
+        :mod:`rag.follow_up`); a follow-up is rewritten to stand alone by the LLM when there is one, else
+        the topic words of the questions it follows are added to it."""
+        tokenizer = self.retriever.tokenizer
+        if not history or not is_follow_up(question, tokenizer):
             return question
         if not isinstance(self.generator, ExtractiveGenerator):
             turns = "\n".join(f"User: {q}\nAssistant: {a[:500]}" for q, a in history[-3:])
@@ -149,12 +145,7 @@ class AnswerPipeline:
                     return rewritten[0].strip()
             except GenerationError:
                 pass
-        content = self.retriever.tokenizer.tokenize(question)
-        if len(content) > 3 and not _FOLLOW_UP.search(question):
-            return question
-        previous = self._keywords.keywords(history[-1][0]).split()
-        carried = [w for w in previous if w.lower() not in question.lower()]
-        return f"{question} {' '.join(carried)}".strip()
+        return f"{question} {carried_topic(question, [q for q, _ in history], tokenizer)}".strip()
 
     def evidence(self, question: str, retrieval: RetrievalResult) -> float:
         """How well the best of the top three passages covers the question, by words and by meaning

@@ -223,6 +223,10 @@ class BM25Tokenizer:
                 tokens.extend(self._stem(w) for w in self._WORDS.findall(run.lower()) if w not in self._stopwords)
         return tokens
 
+    def chinese_words(self, text: str) -> list[str]:
+        """The words of the CJK runs as jieba cuts them (not for search: 土耳其 stays whole), stopwords kept."""
+        return [w for run in self._RUNS.findall(normalise(text)) for w in self._jieba.cut(run, HMM=True)]
+
     def content_words(self, text: str) -> list[str]:
         """Lower-cased non-CJK words without stopwords, unstemmed (for keyword queries)."""
         return [w for w in self._WORDS.findall(normalise(text).lower()) if w not in self._stopwords]

@@ -104,6 +104,20 @@ def test_conversation_history_carries_a_follow_up(url: str):
     assert response.json()["citations"] and "lumen" in response.json()["citations"][0]["source"]
 
 
+def test_an_unrelated_question_after_another_is_answered_as_alone(url: str):
+    def ask(messages: list[dict[str, str]]) -> dict:
+        response = httpx.post(f"{url}/v1/chat/completions", json={"model": "rag-index", "messages": messages}, timeout=120)
+        assert response.status_code == 200
+        return response.json()
+
+    question = {"role": "user", "content": "梯度裁剪是什么？"}
+    alone = ask([question])
+    earlier = [{"role": "user", "content": "室外传感器的电池能用多久？"}]
+    after = ask([*earlier, {"role": "assistant", "content": ask(earlier)["choices"][0]["message"]["content"]}, question])
+    assert after["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
+    assert after["citations"] == alone["citations"] and "clip_grad_norm_" in alone["choices"][0]["message"]["content"]
+
+
 def test_search_endpoint_equals_the_cli_json(url: str, kb: KnowledgeBase):
     ours = httpx.post(f"{url}/api/search", json={"query": CHINESE, "mode": "hybrid", "k": 4}, timeout=60).json()
     done = subprocess.run([sys.executable, "-m", "app.cli", "search", CHINESE, "--index", str(kb.settings.index_dir),

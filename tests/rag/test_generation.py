@@ -79,6 +79,18 @@ def test_follow_up_carries_the_previous_question_keywords_without_an_llm(pipelin
     assert "4 hours" in pipeline.answer("And from a USB-C charger?", history).text
 
 
+@pytest.mark.parametrize(("earlier", "question"), [
+    ("室外传感器的电池能用多久？", "梯度裁剪是什么？"),
+    ("How long does the Lumen lantern take to charge in the sun?", "学习率怎么预热？"),
+    ("梯度裁剪是什么？", "When is the field office open?"),
+])
+def test_an_unrelated_question_is_answered_as_it_would_be_alone(pipeline: AnswerPipeline, earlier: str, question: str):
+    history = [(earlier, pipeline.answer(earlier).text)]
+    alone, after = pipeline.answer(question), pipeline.answer(question, history)
+    assert after.standalone_question == question
+    assert (after.text, after.refused) == (alone.text, alone.refused)
+
+
 def test_answer_json_follows_the_contract(pipeline: AnswerPipeline):
     data = pipeline.answer("How long is the Lumen L2 warranty?").to_json()
     assert {"question", "answer", "citations", "grounded", "ms"} <= data.keys()

@@ -123,6 +123,14 @@ def test_follow_ups_are_rewritten_by_the_llm(pipeline: AnswerPipeline):  # noqa:
     assert "Follow-up: And from USB?" in server.requests[0]["body"]["messages"][1]["content"]
 
 
+def test_a_question_that_stands_alone_is_searched_as_written_without_asking_the_llm(pipeline: AnswerPipeline):  # noqa: F811
+    with FakeLLMServer(lambda messages: "What is model quantisation in the Lumen L2?") as server:
+        llm = AnswerPipeline(pipeline.retriever, OpenAIServerGenerator(server.base_url, "m"))
+        standalone = llm.standalone_question("How long is the Lumen L2 warranty?", [("模型量化是什么意思？", "量化是…[1]")])
+    assert standalone == "How long is the Lumen L2 warranty?"
+    assert server.requests == []
+
+
 def test_a_model_that_finds_nothing_is_turned_into_a_refusal_without_leaking_the_marker(pipeline: AnswerPipeline):  # noqa: F811
     with FakeLLMServer(lambda messages: "NOT_FOUND") as server:
         llm = AnswerPipeline(pipeline.retriever, OpenAIServerGenerator(server.base_url, "m"))
