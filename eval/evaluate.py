@@ -94,7 +94,7 @@ def _answers(retriever: Retriever, dataset: Dataset, sample: int) -> dict[str, A
     for query in chosen:
         golds = gold_answers(query.metadata)
         answer = pipeline.answer(query.text)
-        cited = [p for p in answer.passages if p.n in {c.n for c in answer.citations}]
+        cited = [p for p in answer.passages if p.chunk_id in {c.chunk_id for c in answer.citations}]
         totals["answer_contains_gold"] += contains_answer(answer.text, golds)
         totals["token_f1"] += token_f1(answer.text, golds)
         totals["citation_precision"] += sum(contains_answer(p.text, golds) for p in cited) / len(cited) if cited else 0.0

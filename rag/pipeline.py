@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from rag.embed import Role
 from rag.follow_up import carried_topic, is_follow_up
 from rag.generate.base import GenerationError, GenerationRequest, Generator
-from rag.generate.citations import CitationCheck, check_citations
+from rag.generate.citations import CitationCheck, check_citations, first_use_order, renumbered, renumbered_prefix
 from rag.generate.extractive import ExtractiveGenerator
 from rag.generate.prompt import NOT_FOUND_MARKER, SOURCES_LABEL, Passage, fit_passages, neutralise, not_found, split_header
 from rag.generate.units import answer_units
@@ -67,8 +67,11 @@ Turn = tuple[str, str]
 """A past exchange: (question, answer)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Citation:
+    """A cited passage: ``n`` is its marker in the answer (1..k in order of first use), ``chunk_id`` the
+    passage it quotes."""
+
     n: int
     chunk_id: int
     source: str
@@ -244,8 +247,13 @@ class AnswerPipeline:
                 yield from self._refusal(question, passages, started, standalone, evidence, retrieval)
             else:
                 assert item.check is not None
-                yield Answer(question, item.text, self._citations(item.check, passages), item.check.grounded, False,
-                             passages, _ms(started), standalone, evidence, item.check.unsupported, retrieval, item.header)
+                citations = self._citations(item.check, passages)
+                order = first_use_order(item.text, [c.n for c in citations])
+                order.update({c.n: len(order) + 1 for c in citations if c.n not in order})
+                numbered = sorted((replace(c, n=order[c.n]) for c in citations), key=lambda c: c.n)
+                yield Answer(question, renumbered(item.text, order), numbered, item.check.grounded, False, passages,
+                             _ms(started), standalone, evidence, [renumbered(u, order) for u in item.check.unsupported],
+                             retrieval, item.header)
 
     @staticmethod
     def _refusal(question: str, passages: list[Passage], started: float, standalone: str, evidence: float,
@@ -295,8 +303,8 @@ class Reply:
 
 
 def generate_reply(generator: Generator, tokenizer: BM25Tokenizer, request: GenerationRequest) -> Iterator[str | Reply]:
-    """Stream the backend's answer text (held back while it may be the not-found marker), then the
-    checked :class:`Reply`. The answer pipeline and ``rag finetune eval`` both generate through this.
+    """Stream the backend's answer text (held back while it may be the not-found marker, its citations
+    numbered by first use), then the checked :class:`Reply`. The answer pipeline and ``rag finetune eval`` both generate through this.
 
     Example:
         >>> reply = list(generate_reply(generator, BM25Tokenizer(), GenerationRequest("How long?", passages)))[-1]
@@ -305,13 +313,16 @@ def generate_reply(generator: Generator, tokenizer: BM25Tokenizer, request: Gene
     """
     pieces: list[str] = []
     shown = 0
+    numbers = {p.n for p in request.passages}
     for piece in generator.stream(request):
         pieces.append(piece)
         text = "".join(pieces)
         if NOT_FOUND_MARKER.startswith(text.strip()) or text.lstrip().startswith(NOT_FOUND_MARKER):
             continue  # may be, or is, the refusal marker: nothing to show yet
-        yield text[shown:]
-        shown = len(text)
+        display = renumbered_prefix(text, numbers)  # citations numbered as the final answer numbers them
+        if len(display) > shown:
+            yield display[shown:]
+            shown = len(display)
     raw = "".join(pieces).strip()
     if not raw or raw.startswith(NOT_FOUND_MARKER):
         yield Reply(raw)

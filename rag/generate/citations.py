@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -17,6 +17,7 @@ from rag.text import BM25Tokenizer, split_sentences
 
 _MARKER = re.compile(r"\s?[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
 _AFTER_MARKER = re.compile(r"(?<=[\]】])\s+(?=[^\s\[【.,;:!?。，；：！？])")
+_OPEN_MARKER = re.compile(r"[\[【][\d,，\s]*$")
 _LEADING_MARKERS = re.compile(r"^(?:\s*[\[【][\d,，\s]+[\]】])+")
 
 
@@ -98,6 +99,41 @@ def check_citations(answer: str, passages: Mapping[int, str], tokenizer: BM25Tok
         kept_text = kept_text.replace(sentence, shown, 1)
         checked.append(SentenceCheck(shown, kept, round(max(scores.values(), default=0.0), 3), bool(kept)))
     return CitationCheck(kept_text, checked, removed_markers=removed)
+
+
+def first_use_order(text: str, cited: Collection[int]) -> dict[int, int]:
+    """The numbers 1..k given to the passages in ``cited`` in the order ``text`` first cites them.
+
+    Example:
+        >>> first_use_order("Two years [3][5]. Not water [3]. Odd [9].", [3, 5])
+        {3: 1, 5: 2}
+    """
+    return {n: new for new, n in enumerate(dict.fromkeys(n for n in markers(text) if n in cited), start=1)}
+
+
+def renumbered(text: str, order: Mapping[int, int]) -> str:
+    """``text`` with each marker's numbers mapped by ``order`` (see :func:`first_use_order`), those it
+    lacks dropped.
+
+    Example:
+        >>> renumbered("Two years [3][5]. Not water [3]. Odd [9].", {3: 1, 5: 2})
+        'Two years [1][2]. Not water [1]. Odd.'
+    """
+    return _tidy(_MARKER.sub(partial(_mapped, order), text))
+
+
+def renumbered_prefix(text: str, passages: Collection[int]) -> str:
+    """A streamed answer so far, numbered as :func:`renumbered` by first use of the passages in ``passages``,
+    without a marker still being written at its end: what is returned never changes as ``text`` grows."""
+    text = _OPEN_MARKER.sub("", text)
+    return _MARKER.sub(partial(_mapped, first_use_order(text, passages)), text)
+
+
+def _mapped(order: Mapping[int, int], match: re.Match[str]) -> str:
+    """A marker group with its numbers mapped by ``order``, keeping the space before it (a streamed prefix
+    never loses a character it has shown; :func:`_tidy` cleans the final text)."""
+    group = match.group(0)
+    return group[: len(group) - len(group.lstrip())] + "".join(f"[{order[n]}]" for n in markers(group) if n in order)
 
 
 def _keep_only(kept: list[int], match: re.Match[str]) -> str:

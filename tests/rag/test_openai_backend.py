@@ -131,6 +131,25 @@ def test_a_question_that_stands_alone_is_searched_as_written_without_asking_the_
     assert server.requests == []
 
 
+def test_citations_are_numbered_by_first_use_in_the_stream_and_the_answer(pipeline: AnswerPipeline):  # noqa: F811
+    def reply(messages):
+        """The first sentence of each of the last two passages, cited by their prompt numbers, last first."""
+        blocks = re.findall(r"^\[(\d+)\] [^\n]+\n(.*?)(?=^\[\d+\] |\Z)", messages[1]["content"], re.MULTILINE | re.DOTALL)
+        found = [(n, sentence.group()) for n, body in blocks if (sentence := re.search(r"[A-Z][^.\n]{20,}\.", body))]
+        return " ".join(f"{sentence} [{n}]" for n, sentence in reversed(found[-2:]))
+
+    with FakeLLMServer(reply) as server:
+        llm = AnswerPipeline(pipeline.retriever, OpenAIServerGenerator(server.base_url, "m"))
+        items = list(llm.stream("How long is the Lumen L2 warranty?"))
+    answer = items[-1]
+    streamed = "".join(item for item in items[:-1] if isinstance(item, str))
+    assert answer.grounded and [c.n for c in answer.citations] == [1, 2]
+    assert re.findall(r"\[(\d+)\]", answer.text) == ["1", "2"] and streamed.strip() == answer.text
+    by_chunk = {p.chunk_id: p for p in answer.passages}
+    first, second = (by_chunk[c.chunk_id] for c in answer.citations)
+    assert first.n > second.n, "the passage cited first is [1] whatever its rank"
+
+
 def test_a_model_that_finds_nothing_is_turned_into_a_refusal_without_leaking_the_marker(pipeline: AnswerPipeline):  # noqa: F811
     with FakeLLMServer(lambda messages: "NOT_FOUND") as server:
         llm = AnswerPipeline(pipeline.retriever, OpenAIServerGenerator(server.base_url, "m"))
