@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +389,7 @@ def ui(ctx: click.Context, index_dir: Path | None, host: str, port: int) -> None
     from app.access import auth_configured, password_problem
 
     settings = settings_from(ctx, index_dir=index_dir)
+    settings = replace(settings, index_dir=settings.index_dir.resolve())  # as the app names it: one cache key
     weak = password_problem(os.environ["RAG_UI_PASSWORD"]) if os.environ.get("RAG_UI_PASSWORD") else None
     if weak:
         click.echo(f"error: {weak}", err=True)
@@ -397,15 +399,19 @@ def ui(ctx: click.Context, index_dir: Path | None, host: str, port: int) -> None
                    "your documents; set RAG_UI_PASSWORD or configure Streamlit authentication ([auth] in "
                    ".streamlit/secrets.toml), or bind 127.0.0.1", err=True)
         sys.exit(2)
+    from streamlit.web import cli as streamlit_cli
+
+    from app import resources
+
     script = Path(__file__).with_name("ui.py")
-    env = {**os.environ, "RAG_INDEX": str(settings.index_dir.resolve())}
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(script),
+    os.environ["RAG_INDEX"] = str(settings.index_dir.resolve())
+    resources.warm_in_background(settings)  # the index and models load while the server starts
+    streamlit_cli.main([
+        "run", str(script),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
         "--server.maxUploadSize", str(settings.max_upload_mb),
-    ]
-    os.execve(sys.executable, command, env)
+    ], prog_name="streamlit")
 
 
 main.add_command(finetune)

@@ -1,7 +1,9 @@
 """A chat session's questions and answers, and its export to Markdown with the cited sources."""
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,3 +55,31 @@ class Conversation:
                 lines += [f"- {escape(Path(p.source).name)}, page {p.page}" for p in answer.passages[:3]]
                 lines.append("")
         return "\n".join(lines)
+
+
+class ConversationStore:
+    """The server's recent conversations by id, so that reloading a browser tab (whose address carries
+    the id) finds its chat again; the least recently used beyond ``capacity`` are forgotten. Kept in
+    memory only: a conversation never reaches the disk unless exported.
+
+    Example:
+        >>> store = ConversationStore()
+        >>> chat = store.get("no-such-id")
+        >>> store.get(chat.id) is chat
+        True
+    """
+
+    def __init__(self, capacity: int = 200) -> None:
+        self._chats: OrderedDict[str, Conversation] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, chat_id: str | None) -> Conversation:
+        """The conversation with this id, or a new one (kept) when there is none."""
+        with self._lock:
+            chat = self._chats.get(chat_id or "") or Conversation()
+            self._chats[chat.id] = chat
+            self._chats.move_to_end(chat.id)
+            while len(self._chats) > self._capacity:
+                self._chats.popitem(last=False)
+            return chat

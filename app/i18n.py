@@ -40,7 +40,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     # chat
     "ask": ("Ask your documents…", "向文档提问…"),
     "new_chat": ("New chat", "新对话"),
-    "searching": ("Searching your documents…", "正在检索文档…"),
+    "stage_searching": ("Searching your documents…", "正在检索文档…"),
+    "stage_reading": ("Reading the passages found…", "正在阅读找到的段落…"),
+    "stage_writing": ("Writing the answer…", "正在撰写回答…"),
+    "stopped": ("stopped", "已停止"),
     "export": ("Export (Markdown)", "导出（Markdown）"),
     "answering_failed": ("Could not answer: {error}", "无法回答：{error}"),
     "unsupported": ("Marked sentences are not supported by the passages they cite.",

@@ -17,6 +17,9 @@ from rag.config import OCR_MODES, Settings
 from rag.feedback import FeedbackStore, to_jsonl
 from rag.index import Index
 
+STAGES = ("files", "ocr", "embedding")
+"""The ingest's progress stages, in the order they finish."""
+
 
 def render(settings: Settings, index: Index | None, t: Texts) -> None:
     _flash()
@@ -89,6 +92,8 @@ def _ingest(settings: Settings, paths: Sequence[Path], t: Texts, force: bool = F
         started: dict[str, float] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
+            if started and STAGES.index(stage) < max(STAGES.index(s) for s in started):
+                return  # a late count of an earlier stage (a worker's last file): the bar never goes back
             now = time.monotonic()
             text = t(f"progress_{stage}", done=done, total=total)
             elapsed = now - started.setdefault(stage, now)
@@ -98,6 +103,7 @@ def _ingest(settings: Settings, paths: Sequence[Path], t: Texts, force: bool = F
             bar.progress(done / total if total else 1.0, text=text)
 
         report = _run_writer(settings, progress, lambda ingestor: ingestor.run(paths, force=force), t)
+        resources.warm_in_background(settings)  # the next question finds the new index loaded
         if report is not None:
             _tell("success" if not report.failed else "warning",
                   t("ingested", added=report.added, updated=report.updated, unchanged=report.unchanged,
@@ -126,7 +132,7 @@ def _run_writer(settings: Settings, progress: ProgressCallback | None, action: C
 
 
 def _documents(settings: Settings, index: Index, t: Texts) -> None:
-    files = index.files()
+    files = sorted(index.files(), key=lambda f: f.ingested_at or "", reverse=True)  # the newest first
     st.subheader(t("in_index"))
     st.dataframe(
         [{t("col_file"): Path(f.path).name, t("col_status"): f.status, t("pages"): f.pages, t("chunks"): f.chunks,
@@ -155,6 +161,7 @@ def _documents(settings: Settings, index: Index, t: Texts) -> None:
 def _delete(settings: Settings, paths: list[str], t: Texts) -> None:
     st.session_state.pop("confirm-delete")
     report = _run_writer(settings, None, lambda ingestor: ingestor.remove(paths), t)
+    resources.warm_in_background(settings)
     if report is not None:
         for path in paths:
             if is_upload(Path(path), settings.index_dir):

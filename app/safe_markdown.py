@@ -5,7 +5,7 @@ The only markup in what the UI shows is the one added here (highlights), around 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<:$])")
 
@@ -44,6 +44,25 @@ def marked(text: str, spans: Sequence[str], color: str) -> str:
         position = end
     pieces.append(escape(text[position:]))
     return "".join(pieces)
+
+
+_ESCAPED_MARKER = re.compile(r"\\\[(\d+)\\\]")
+
+
+def linked_markers(markdown: str, href: Callable[[int], str | None]) -> str:
+    """Escaped ``markdown`` with each citation marker ``\\[n\\]`` made a link to ``href(n)`` (left as
+    text where that is None): the only links the UI draws in an answer are its own.
+
+    Example:
+        >>> linked_markers(escape("Two years [1]."), lambda n: f"#cite-{n}")
+        'Two years [\\\\[1\\\\]](#cite-1)\\\\.'
+    """
+
+    def link(match: re.Match[str]) -> str:
+        target = href(int(match.group(1)))
+        return f"[{match.group(0)}]({target})" if target else match.group(0)
+
+    return _ESCAPED_MARKER.sub(link, markdown)
 
 
 def one_line(error: Exception, limit: int = 400) -> str:

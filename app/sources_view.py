@@ -22,8 +22,38 @@ PageLines = Callable[[str, int], tuple[LineBox, ...]]
 """``(path, page) -> the page's OCR lines``: the index's (see :meth:`rag.index.store.ChunkStore.page_lines`)."""
 
 
+MAX_NAME = 28
+"""Characters of a file name on a citation button; longer names lose their middle, never the page."""
+
+CITATION_LINKS = """<script>
+if (!window.parent.ragCitationLinks) {
+  window.parent.ragCitationLinks = true;
+  window.parent.document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest('a[href^="#cite-"]');
+    if (!link) return;
+    event.preventDefault();
+    const button = window.parent.document.querySelector(".st-key-" + link.getAttribute("href").slice(1) + " button");
+    if (button) button.click();
+  }, true);
+}
+</script>"""
+"""Makes an answer's inline [n] (a link to ``#cite-TURN-N``) click its citation button."""
+
+
+def citation_key(turn: int, n: int) -> str:
+    return f"cite-{turn}-{n}"
+
+
+def citation_label(citation: Citation) -> str:
+    """``[n] p.3 · name.pdf``, the name shortened in its middle to :data:`MAX_NAME` characters."""
+    name = Path(citation.source).name
+    if len(name) > MAX_NAME:
+        name = f"{name[: MAX_NAME // 2 - 1]}…{name[-(MAX_NAME // 2):]}"
+    return f"[{citation.n}] p.{citation.page} · {name}"
+
+
 def citations(answer: Answer, turn: int, t: Texts, page_lines: PageLines) -> None:
-    """One button per citation (hover: the quote); the clicked one opens its source panel below."""
+    """One button per citation (hover: the file name and quote); the clicked one opens its source panel below."""
     if answer.refused:
         _nearest(answer.passages, t)
         return
@@ -31,13 +61,13 @@ def citations(answer: Answer, turn: int, t: Texts, page_lines: PageLines) -> Non
         return
     columns = st.columns(min(len(answer.citations), 4))
     for i, citation in enumerate(answer.citations):
-        label = f"[{citation.n}] {Path(citation.source).name} p.{citation.page}"
-        columns[i % len(columns)].button(label, key=f"cite-{turn}-{citation.n}", help=escape(citation.quote[:300]),
+        columns[i % len(columns)].button(citation_label(citation), key=citation_key(turn, citation.n),
+                                         help=escape(f"{Path(citation.source).name}: {citation.quote[:300]}"),
                                          on_click=_toggle_source, args=((turn, citation.n),))
     opened = st.session_state.get("open_source")
     if opened and opened[0] == turn:
         opened_citation = next((c for c in answer.citations if c.n == opened[1]), None)
-        passage = next((p for p in answer.passages if p.n == opened[1]), None)
+        passage = next((p for p in answer.passages if opened_citation and p.chunk_id == opened_citation.chunk_id), None)
         if opened_citation is not None and passage is not None:
             source_panel(opened_citation, passage, turn, t, page_lines)
 

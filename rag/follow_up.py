@@ -94,10 +94,10 @@ def topic_questions(history: Sequence[str], tokenizer: BM25Tokenizer | None = No
     return list(history[start:])
 
 
-def carried_topic(message: str, history: Sequence[str], tokenizer: BM25Tokenizer | None = None) -> str:
+def carried_topic(message: str, history: Sequence[str], keywords: KeywordExtractor | None = None) -> str:
     """The keywords of the questions ``message`` follows up (see :func:`topic_questions`) that it lacks."""
-    tokenizer = tokenizer or BM25Tokenizer()
-    keywords = KeywordExtractor(tokenizer)
+    keywords = keywords or KeywordExtractor(BM25Tokenizer())
+    tokenizer = keywords.tokenizer
     asked = normalise(message).lower()
     carried = [word for question in topic_questions(history, tokenizer) for word in keywords.keywords(question).split()]
     return " ".join(word for word in dict.fromkeys(carried) if word.lower() not in asked)

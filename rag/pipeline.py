@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from rag.generate.extractive import ExtractiveGenerator
 from rag.generate.prompt import NOT_FOUND_MARKER, SOURCES_LABEL, Passage, fit_passages, neutralise, not_found, split_header
 from rag.generate.units import answer_units
 from rag.retrieve import Mode, RetrievalResult, Retriever
+from rag.retrieve.variants import KeywordExtractor
 from rag.specifics import missing_specifics, specifics_of
 from rag.text import BM25Tokenizer, held_share, language_of, normalise, split_sentences
 
@@ -65,6 +67,8 @@ _SOURCES_BLOCK = re.compile(rf"(?ims)^[ \t]*{SOURCES_LABEL}.*\Z")
 
 Turn = tuple[str, str]
 """A past exchange: (question, answer)."""
+Stage = Literal["searching", "reading", "writing"]
+"""What an answer is waiting for: retrieval, the evidence check, the backend writing."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,12 @@ class AnswerPipeline:
                     return rewritten[0].strip()
             except GenerationError:
                 pass
-        return f"{question} {carried_topic(question, [q for q, _ in history], tokenizer)}".strip()
+        return f"{question} {carried_topic(question, [q for q, _ in history], self._keywords)}".strip()
+
+    @cached_property
+    def _keywords(self) -> KeywordExtractor:
+        """Loaded on the first follow-up (jieba's idf table takes about a second)."""
+        return KeywordExtractor(self.retriever.tokenizer)
 
     def evidence(self, question: str, retrieval: RetrievalResult) -> float:
         """How well the best of the top three passages covers the question, by words and by meaning
@@ -226,10 +235,16 @@ class AnswerPipeline:
         return sum(idf[t] * found(t) for t in tokens) / total
 
     # the answer ------------------------------------------------------------------------------------
-    def stream(self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None,
+               on_stage: Callable[[Stage], None] | None = None) -> Iterator[str | Answer]:
+        """Answer text as it is written, then the :class:`Answer`; ``on_stage`` hears each :data:`Stage`
+        as it starts."""
         started = time.perf_counter()
+        tell = on_stage or (lambda stage: None)
+        tell("searching")
         standalone = self.standalone_question(question, history)
         retrieval = self.retriever.search(standalone, mode=self.mode, k=self.k, window=0)
+        tell("reading")
         # markers, sources blocks and documents tags in document text never reach a backend
         passages = [Passage(h.rank, h.source, h.page, neutralise(h.text), h.chunk.id) for h in retrieval.hits]
         evidence = self.evidence(standalone, retrieval)
@@ -240,6 +255,7 @@ class AnswerPipeline:
         passages = fit_passages(standalone, passages, self.generator.count_tokens, self.generator.context_window,
                                 reserve=self.max_new_tokens)
         request = GenerationRequest(standalone, passages, self.max_new_tokens, stop or threading.Event())
+        tell("writing")
         for item in generate_reply(self.generator, self.retriever.tokenizer, request):
             if not isinstance(item, Reply):
                 yield item

@@ -86,10 +86,10 @@ class KeywordExtractor:
 
         logging.getLogger("jieba").setLevel(logging.WARNING)
         self._tfidf = jieba.analyse.TFIDF()
-        self._tokenizer = tokenizer
+        self.tokenizer = tokenizer
         self._top_k = top_k
 
     def keywords(self, query: str) -> str:
         if language_of(query) == "zh":
             return " ".join(self._tfidf.extract_tags(query, topK=self._top_k))
-        return " ".join(dict.fromkeys(self._tokenizer.content_words(query)))
+        return " ".join(dict.fromkeys(self.tokenizer.content_words(query)))

@@ -5,6 +5,7 @@ names the right file and page. Screenshots land in test-output/ui-*.png.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -37,10 +38,16 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`rag ui` on an empty index, as a user would start it."""
+    with _serving(tmp_path_factory.mktemp("browser") / "index", "ui-server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(index: Path, log_name: str) -> Iterator[str]:
+    """`rag ui` on ``index``, from the moment it answers its health check."""
     port = _free_port()
-    index = tmp_path_factory.mktemp("browser") / "index"
     SHOTS.mkdir(exist_ok=True)
-    log = SHOTS / "ui-server.log"
+    log = SHOTS / log_name
     with open(log, "w", encoding="utf-8") as out:
         server = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--index", str(index), "--port", str(port)],
                                   cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -104,7 +111,7 @@ def test_upload_ask_in_english_and_chinese_and_open_the_cited_pages(ui_url: str,
 
     _ask(page, "室外传感器的电池能用多久？", "cite-1-1")
     assert "十二个月" in page.get_by_test_id("stChatMessage").nth(3).inner_text()
-    cited_page_3 = page.locator("[class*='st-key-cite-1-'] button", has_text="晴川-w3-说明书.pdf p.3").first
+    cited_page_3 = page.locator("[class*='st-key-cite-1-'] button", has_text="p.3 · 晴川-w3-说明书.pdf").first
     key = cited_page_3.evaluate("b => [...b.closest('[class*=st-key-cite]').classList].find(c => c.startsWith('st-key-'))")
     cited_page_3.click()
     panel = page.locator(f".st-key-source-panel-1-{key.rsplit('-', 1)[1]}")

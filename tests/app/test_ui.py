@@ -156,7 +156,7 @@ def test_chat_answers_with_citation_buttons_that_open_the_source_with_its_page(c
     assert not app.exception
     assert "10 hours" in _markdown(app)
     buttons = [b for b in app.button if b.key and b.key.startswith("cite-0-")]
-    assert buttons and "lumen-l2-guide.pdf p.2" in buttons[0].label
+    assert buttons and buttons[0].label == "[1] p.2 · lumen-l2-guide.pdf"
     assert not app.image
     app = buttons[0].click().run()
     text = _markdown(app)
@@ -217,11 +217,11 @@ def test_unsupported_sentences_are_marked_and_backend_errors_are_one_readable_li
              "The lantern also doubles as a satellite phone with a built-in modem [1].")
     with FakeLLMServer(lambda messages: reply) as server:
         app = _open(own_index, monkeypatch)
-        app.selectbox(key="pref-backend").set_value("openai")
+        app.selectbox(key="pref-en-backend").set_value("openai")
         app = app.run()
         assert any("Server URL" in w.value for w in app.warning)  # names what is missing
-        app.text_input(key="pref-server_url").set_value(server.base_url)
-        app.text_input(key="pref-server_model").set_value("tiny")
+        app.text_input(key="pref-en-server_url").set_value(server.base_url)
+        app.text_input(key="pref-en-server_model").set_value("tiny")
         app = _ask(app.run(), "How long does a full charge from the sun take?")
         assert not app.exception
         answer = _markdown(app)
@@ -235,17 +235,17 @@ def test_unsupported_sentences_are_marked_and_backend_errors_are_one_readable_li
 
 def test_settings_apply_to_retrieval_and_persist_per_index(own_index: Path, monkeypatch):
     app = _open(own_index, monkeypatch)
-    app.radio(key="pref-mode").set_value("bm25")
-    app.slider(key="pref-top_k").set_value(2)
+    app.radio(key="pref-en-mode").set_value("bm25")
+    app.slider(key="pref-en-top_k").set_value(2)
     app = _ask(app.run(), "How long does a full charge from the sun take?")
     retrieval = app.session_state["conversation"].answers[0].retrieval
     assert retrieval.mode is Mode.BM25 and len(retrieval.hits) == 2
-    assert app.toggle(key="pref-fusion").disabled  # fusion applies to hybrid retrieval only
+    assert app.toggle(key="pref-en-fusion").disabled  # fusion applies to hybrid retrieval only
     saved = json.loads((own_index / PREFERENCES_FILE).read_text(encoding="utf-8"))
     assert (saved["mode"], saved["top_k"]) == ("bm25", 2)
     again = _open(own_index, monkeypatch)  # a new session of the same index
-    assert (again.radio(key="pref-mode").value, again.slider(key="pref-top_k").value) == ("bm25", 2)
-    again.radio(key="pref-mode").set_value("hybrid")
+    assert (again.radio(key="pref-en-mode").value, again.slider(key="pref-en-top_k").value) == ("bm25", 2)
+    again.radio(key="pref-en-mode").set_value("hybrid")
     again = _ask(again.run(), "How long does a full charge from the sun take?")
     assert again.session_state["conversation"].answers[0].retrieval.mode is Mode.FUSION
 
@@ -253,10 +253,52 @@ def test_settings_apply_to_retrieval_and_persist_per_index(own_index: Path, monk
 def test_language_setting_switches_the_interface_to_chinese(own_index: Path, monkeypatch):
     app = _open(own_index, monkeypatch)
     assert app.title[0].value == "Your documents"
-    app.selectbox(key="pref-language").set_value("zh")
+    app.radio(key="pref-en-mode").set_value("dense")
+    app.slider(key="pref-en-top_k").set_value(7)
+    app = app.run()
+    app.selectbox(key="pref-en-language").set_value("zh")
     app = app.run()
     assert app.title[0].value == "我的文档"
     assert [tab.label for tab in app.tabs] == ["对话", "文档库"]
+    # the settings are kept across the switch, shown as chosen, and saved
+    assert (app.radio(key="pref-zh-mode").value, app.slider(key="pref-zh-top_k").value) == ("dense", 7)
+    saved = json.loads((own_index / PREFERENCES_FILE).read_text(encoding="utf-8"))
+    assert (saved["language"], saved["mode"], saved["top_k"]) == ("zh", "dense", 7)
+    app.selectbox(key="pref-zh-language").set_value("en")
+    app = app.run()
+    assert app.radio(key="pref-en-mode").value == "dense" and app.title[0].value == "Your documents"
+
+
+def test_export_holds_every_exchange_as_soon_as_it_is_answered(chat_index: Path, monkeypatch):
+    app = _open(chat_index, monkeypatch)
+    assert app.get("download_button")[0].proto.disabled
+    questions = ["How long does a full charge from the sun take?", "室外传感器的电池能用多久？"]
+    for n, question in enumerate(questions, start=1):
+        app = _ask(app, question)
+        export = app.get("download_button")[0]
+        assert not export.proto.disabled, "enabled in the run that shows the answer"
+        assert len(app.session_state["conversation"].answers) == n
+        exported = app.session_state["conversation"].to_markdown()
+        assert all(f"## {q}" in exported.replace("\\", "") for q in questions[:n])
+
+
+def test_an_unrelated_question_is_searched_as_written_after_another(chat_index: Path, monkeypatch):
+    app = _ask(_ask(_open(chat_index, monkeypatch), "室外传感器的电池能用多久？"), "梯度裁剪是什么？")
+    answers = app.session_state["conversation"].answers
+    assert answers[1].standalone_question == "梯度裁剪是什么？" and "clip" in answers[1].text
+    app = _ask(app, "那学习率预热呢？")  # a follow-up: the topic before it is carried
+    assert app.session_state["conversation"].answers[2].standalone_question != "那学习率预热呢？"
+
+
+def test_reloading_the_tab_finds_the_conversation(chat_index: Path, monkeypatch):
+    app = _ask(_open(chat_index, monkeypatch), "How long does a full charge from the sun take?")
+    chat_id = app.session_state["conversation"].id
+    assert app.query_params["chat"] == chat_id
+    reloaded = AppTest.from_file(UI, default_timeout=120)
+    reloaded.query_params["chat"] = chat_id
+    reloaded = reloaded.run()
+    assert reloaded.session_state["conversation"].questions == ["How long does a full charge from the sun take?"]
+    assert "10 hours" in _markdown(reloaded)
 
 
 def test_feedback_is_stored_beside_the_index_and_exported_as_eval_cases(own_index: Path, monkeypatch):

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from rag.follow_up import carried_topic, is_follow_up, topic_questions
+from rag.retrieve.variants import KeywordExtractor
 from rag.text import BM25Tokenizer
 from tests.conftest import SHARED
 
@@ -54,7 +55,8 @@ def test_the_topic_is_carried_from_the_last_standalone_question_on(tokenizer: BM
     history = ["What is the warranty of the Lumen L2?", "How long is its battery life?"]
     assert topic_questions(history, tokenizer) == history
     assert topic_questions(["模型量化是什么意思？", *history], tokenizer) == history
-    topic = carried_topic("and the price?", history, tokenizer).split()
+    keywords = KeywordExtractor(tokenizer)
+    topic = carried_topic("and the price?", history, keywords).split()
     assert {"warranty", "lumen", "l2", "battery"} <= set(topic)
     assert "price" not in topic
-    assert carried_topic("它有什么缺点？", ["模型量化是什么意思？"], tokenizer).split()[:2] == ["量化", "模型"]
+    assert carried_topic("它有什么缺点？", ["模型量化是什么意思？"], keywords).split()[:2] == ["量化", "模型"]
