@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api_guard import BodyLimit, LoopbackGuard
 from app.api_keys import ApiKeys
+from app.background import in_background
 from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
 from rag.config import Settings
 from rag.embed import Embedder, EmbedderError, choose_embedder, load_embedder
@@ -111,6 +112,14 @@ class KnowledgeBase:
                 self._generator = self._generators(self.settings, retriever)
             generator = self._generator
         return AnswerPipeline(retriever, generator, mode=mode, k=k)
+
+    def warm_in_background(self) -> threading.Thread | None:
+        """Load the live generation and the answer backend now, as the first question would (see
+        :meth:`AnswerPipeline.warm_up`): at start and after each change to the documents. None before
+        the first ingest."""
+        if live_generation(self.settings.index_dir) is None:
+            return None
+        return in_background(lambda: self.pipeline().warm_up(), f"warming up {self.name}")
 
     def answer_stream(self, pipeline: AnswerPipeline, question: str, history: list[Turn],
                       stop: threading.Event) -> Iterator[str | Answer]:
@@ -338,6 +347,7 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
             except UploadRejected as exc:
                 rejected.append({"name": file.filename, "reason": str(exc)})
         report = await run_in_threadpool(lambda: kb.ingestor().run(saved).summary()) if saved else None
+        kb.warm_in_background()
         return {"saved": [p.name for p in saved], "rejected": rejected, "ingest": report}
 
     @app.delete("/api/documents/{doc_id}", summary="Remove a document from the index (and an uploaded file from disk)")
@@ -347,6 +357,7 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
             if not matches:
                 raise HTTPException(404, f"no document with id {doc_id}")
             report = kb.ingestor().remove(matches)
+            kb.warm_in_background()
             for path in matches:
                 if is_upload(Path(path), kb.settings.index_dir):
                     Path(path).unlink(missing_ok=True)

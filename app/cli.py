@@ -360,7 +360,9 @@ def serve(ctx: click.Context, index_dir: Path | None, host: str, port: int, keys
         click.echo(f"error: refusing to serve on {host} without API keys: anyone who can reach it could read your "
                    "documents; set RAG_API_KEYS or --keys-file, or bind 127.0.0.1", err=True)
         sys.exit(2)
-    app = create_app(KnowledgeBase(settings), keys, list(cors_origins))
+    kb = KnowledgeBase(settings)
+    kb.warm_in_background()  # the index and the backend load while the server starts
+    app = create_app(kb, keys, list(cors_origins))
     click.echo(f"serving {settings.index_dir} on http://{host}:{port} (API docs at /docs; "
                f"{'API keys required' if keys else 'no API keys: loopback only'})", err=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)  # sets up logging

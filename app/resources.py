@@ -7,18 +7,17 @@ when the server starts and after every ingest.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 
 import streamlit as st
 
+from app.background import in_background
 from app.conversation import ConversationStore
 from app.preferences import Preferences
 from rag.config import Settings
 from rag.embed import Embedder, load_embedder
 from rag.generate.base import Generator
-from rag.generate.extractive import ExtractiveGenerator
 from rag.index import Index
 from rag.index.generations import live_generation
 from rag.pipeline import AnswerPipeline
@@ -67,10 +66,6 @@ def answer_pipeline(index: Index, prefs: Preferences, batch_size: int, api_key: 
     return AnswerPipeline(retriever, generator, mode=prefs.retrieval_mode, k=prefs.top_k)
 
 
-WARM_UP_QUESTION = "What does this knowledge base hold? 知识库里有什么？"
-"""Asked once per generation before any user question: it loads jieba and runs the embedder's kernels."""
-
-
 @st.cache_resource
 def conversations() -> ConversationStore:
     """Every session's conversations, for a reload of the same browser tab."""
@@ -80,16 +75,9 @@ def conversations() -> ConversationStore:
 @st.cache_resource(max_entries=2, show_spinner=False)
 def _warmed(generation: str, reranker: str, batch_size: int, llm: str, adapter: str | None, api_key: str | None,
             mode: Mode) -> bool:
-    """Load the retriever and backend for these choices and answer one question with them (the extractive
-    backend) or search once (a language model, whose first reply is not worth a wait)."""
-    index = _index(generation)
-    pipeline = AnswerPipeline(_retriever(generation, reranker, batch_size),
-                              _generator(generation, reranker, batch_size, llm, adapter, api_key), mode=mode)
-    if isinstance(pipeline.generator, ExtractiveGenerator):
-        pipeline.answer(WARM_UP_QUESTION)
-    else:
-        pipeline.retriever.search(WARM_UP_QUESTION, mode=pipeline.mode, k=pipeline.k)
-    logging.getLogger(__name__).info("warm: %s", index.generation.name)
+    """Load the retriever and backend for these choices (see :meth:`AnswerPipeline.warm_up`)."""
+    AnswerPipeline(_retriever(generation, reranker, batch_size),
+                   _generator(generation, reranker, batch_size, llm, adapter, api_key), mode=mode).warm_up()
     return True
 
 
@@ -107,13 +95,4 @@ def warm(settings: Settings) -> bool:
 def warm_in_background(settings: Settings) -> threading.Thread:
     """:func:`warm` in a daemon thread: the page stays usable, and a question asked meanwhile waits only
     for what is still loading (each model loads once, whoever asks first)."""
-
-    def run() -> None:
-        try:
-            warm(settings)
-        except Exception:  # a question will hit the same failure and show it; the warm-up only logs it
-            logging.getLogger(__name__).exception("warming up %s failed", settings.index_dir)
-
-    thread = threading.Thread(target=run, name="rag-warm-up", daemon=True)
-    thread.start()
-    return thread
+    return in_background(lambda: warm(settings), f"warming up {settings.index_dir}")

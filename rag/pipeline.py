@@ -67,6 +67,8 @@ _SOURCES_BLOCK = re.compile(rf"(?ims)^[ \t]*{SOURCES_LABEL}.*\Z")
 
 Turn = tuple[str, str]
 """A past exchange: (question, answer)."""
+WARM_UP_QUESTION = "What does this knowledge base hold? 知识库里有什么？"
+"""Asked before any user question (see :meth:`AnswerPipeline.warm_up`); in both languages, for jieba."""
 Stage = Literal["searching", "reading", "writing"]
 """What an answer is waiting for: retrieval, the evidence check, the backend writing."""
 
@@ -282,6 +284,15 @@ class AnswerPipeline:
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         return final_answer(self.stream(question, history))
+
+    def warm_up(self) -> None:
+        """Load what the first question would (the embedder's weights, jieba, the backend) by answering
+        :data:`WARM_UP_QUESTION`, or, with a language model, by searching it only (a reply is no warm-up
+        worth its wait)."""
+        if isinstance(self.generator, ExtractiveGenerator):
+            self.answer(WARM_UP_QUESTION)
+        else:
+            self.retriever.search(WARM_UP_QUESTION, mode=self.mode, k=self.k)
 
     def _citations(self, check: CitationCheck, passages: Sequence[Passage]) -> list[Citation]:
         """Each cited passage once, quoting its sentence closest to the first answer sentence citing it."""

@@ -11,17 +11,20 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from app.api import KnowledgeBase, create_app
+from app.api import KnowledgeBase, create_app, default_generator
 from app.api_keys import ApiKeys, KeysError, key_hash
 from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.generate.base import GenerationRequest, Generator
+from rag.index.generations import live_generation
+from rag.retrieve import Retriever
 from tests.conftest import ROOT, demo_docs
 
 openai = pytest.importorskip("openai")
@@ -116,6 +119,23 @@ def test_an_unrelated_question_after_another_is_answered_as_alone(url: str):
     after = ask([*earlier, {"role": "assistant", "content": ask(earlier)["choices"][0]["message"]["content"]}, question])
     assert after["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
     assert after["citations"] == alone["citations"] and "clip_grad_norm_" in alone["choices"][0]["message"]["content"]
+
+
+def test_the_backend_is_loaded_before_the_first_question(kb: KnowledgeBase, tmp_path: Path, embedders):
+    made: list[Retriever] = []
+
+    def generators(settings: Settings, retriever: Retriever) -> Generator:
+        made.append(retriever)
+        return default_generator(settings, retriever)
+
+    assert KnowledgeBase(replace(kb.settings, index_dir=tmp_path / "empty"), embedders=embedders).warm_in_background() is None
+    warmed = KnowledgeBase(kb.settings, generators, embedders=embedders)
+    thread = warmed.warm_in_background()
+    assert thread is not None
+    thread.join(120)
+    assert len(made) == 1 and made[0].index.generation == live_generation(kb.settings.index_dir)
+    warmed.answer(warmed.pipeline(), "How long is the warranty of the Lumen L2 lantern?", [])
+    assert len(made) == 1, "the question found the backend loaded"
 
 
 def test_search_endpoint_equals_the_cli_json(url: str, kb: KnowledgeBase):
