@@ -49,10 +49,14 @@ def main() -> None:
               help="Where files are parsed and embedded: this machine (a pool of parse processes), or Ray.")
 @click.option("--address", help="With --engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
                                 "default a Ray instance on this machine.")
+@click.option("--watch", is_flag=True, help="Keep running, and keep the index in sync with the folders as files are "
+                                            "added, changed, renamed or deleted (a line per change); Ctrl-C stops.")
+@click.option("--debounce", type=float, default=2.0, show_default=True,
+              help="With --watch: seconds of quiet after a change before the index is synced.")
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, prune: bool, as_json: bool,
            lock_wait: float, chunk_size: int | None, chunk_overlap: int | None, embed_model: str | None,
-           ocr: str | None, engine: str, address: str | None) -> None:
+           ocr: str | None, engine: str, address: str | None, watch: bool, debounce: float) -> None:
     """Add new and changed files under PATHS to the index (PDF, TXT, MD, HTML, DOCX; PNG, JPEG, TIFF, BMP
     and WebP images, read by OCR, as are scanned PDF pages).
 
@@ -70,6 +74,8 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
                          embed_model=embed_model, ocr=ocr)
     if address and engine != "ray":
         raise click.UsageError("--address is for the Ray engine: add --engine ray")
+    if watch:
+        _watch(settings, paths, debounce, lock_wait)
     try:
         runner = make_engine(engine, settings, address)
     except ImportError:
@@ -102,6 +108,29 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], index_dir: Path | None, 
             click.echo(f"failed: {failure['path']}: {failure['reason']}")
         click.echo(f"index {settings.index_dir}: {s['index']}")
     sys.exit(report.exit_code)
+
+
+def _watch(settings: Any, paths: tuple[Path, ...], debounce: float, lock_wait: float) -> None:
+    """``rag ingest --watch``: sync now and after every burst of changes, until Ctrl-C (exit status 0)."""
+    import threading
+
+    from ingest.pipeline import Ingestor
+    from ingest.watch import FolderWatcher
+
+    not_folders = [str(p) for p in paths if not p.is_dir()]
+    if not_folders:
+        raise click.UsageError(f"--watch keeps folders in sync; not a folder: {', '.join(not_folders)}")
+    ingestor = Ingestor(settings, progress=False, lock_wait=max(lock_wait, 60.0))
+    watcher = FolderWatcher(list(paths), sync=lambda folders: ingestor.run(folders, prune=True), debounce_s=debounce,
+                            on_change=lambda line: click.echo(line, err=line.startswith("sync failed")),
+                            ignore=[settings.index_dir])
+    click.echo(f"watching {', '.join(str(f) for f in watcher.folders)} for {settings.index_dir} (Ctrl-C to stop)")
+    try:
+        with watcher:
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        click.echo("stopped watching")
+    sys.exit(0)
 
 
 def _read_batch(path: Path, key: str) -> list[str]:

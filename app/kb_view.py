@@ -13,6 +13,7 @@ from app.i18n import Texts
 from app.safe_markdown import escape, one_line
 from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
 from ingest.pipeline import UNKNOWN_TOKEN_WARNING, Ingestor, IngestReport, ProgressCallback
+from ingest.watch import describe
 from rag.config import OCR_MODES, Settings
 from rag.feedback import FeedbackStore, to_jsonl
 from rag.index import Index
@@ -74,15 +75,35 @@ def _add_documents(settings: Settings, t: Texts) -> Settings:
                 _tell("warning", escape(t("rejected", name=item.name, reason=exc)))
         st.session_state["upload-generation"] = generation + 1  # a fresh, empty uploader
         _ingest(settings, saved, t)
-    folder_column, button_column = st.columns([4, 1], vertical_alignment="bottom")
+    folder_column, ingest_column, watch_column = st.columns([4, 1, 1], vertical_alignment="bottom")
     folder = folder_column.text_input(t("folder"), key="folder", placeholder="/home/me/papers")
-    if button_column.button(t("ingest_folder"), key="ingest-folder", disabled=not folder.strip()):
-        path = Path(folder.strip()).expanduser()
+    path = Path(folder.strip()).expanduser()
+    if ingest_column.button(t("ingest_folder"), key="ingest-folder", disabled=not folder.strip()):
         if path.is_dir():
             _ingest(settings, [path], t)
         else:
             st.error(escape(t("not_a_folder", path=path)))
+    if watch_column.button(t("watch_folder"), key="watch-folder", disabled=not folder.strip(), help=t("watch_help")):
+        if path.is_dir():
+            resources.watched_folders().watch(settings, path)
+            _tell("success", escape(t("watching", path=path)))
+            st.rerun()
+        else:
+            st.error(escape(t("not_a_folder", path=path)))
+    _watched(settings, t)
     return settings
+
+
+def _watched(settings: Settings, t: Texts) -> None:
+    """The folders kept in sync, each with its last sync and a button to stop."""
+    for n, (folder, watcher) in enumerate(resources.watched_folders().of(settings.index_dir)):
+        text_column, button_column = st.columns([5, 1], vertical_alignment="center")
+        last = watcher.last
+        state = t("sync_pending") if last is None else describe(last)
+        text_column.caption(escape(t("watched", path=folder, state=state)))
+        if button_column.button(t("unwatch"), key=f"unwatch-{n}"):
+            resources.watched_folders().unwatch(settings.index_dir, folder)
+            st.rerun()
 
 
 def _ingest(settings: Settings, paths: Sequence[Path], t: Texts, force: bool = False) -> None:

@@ -15,6 +15,7 @@ import streamlit as st
 from app.background import in_background
 from app.conversation import ConversationStore
 from app.preferences import Preferences
+from app.watching import WatchedFolders
 from rag.config import Settings
 from rag.embed import Embedder, load_embedder
 from rag.generate.base import Generator
@@ -96,3 +97,9 @@ def warm_in_background(settings: Settings) -> threading.Thread:
     """:func:`warm` in a daemon thread: the page stays usable, and a question asked meanwhile waits only
     for what is still loading (each model loads once, whoever asks first)."""
     return in_background(lambda: warm(settings), f"warming up {settings.index_dir}")
+
+
+@st.cache_resource
+def watched_folders() -> WatchedFolders:
+    """The folders this server keeps in sync; after each sync the new generation is warmed up."""
+    return WatchedFolders(embedder, on_sync=lambda settings, result: warm_in_background(settings))

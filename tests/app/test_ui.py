@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app import resources
 from app.preferences import PREFERENCES_FILE
 from app.uploads import UPLOADS
 from examples.make_demo_docs import write_pdf
@@ -121,6 +122,28 @@ def test_ingest_a_server_folder_and_report_its_failures(tmp_path: Path, monkeypa
     app.text_input(key="folder").set_value(str(tmp_path / "missing"))
     app = app.run().button(key="ingest-folder").click().run()
     assert "missing: not a folder" in _plain(app.error)
+
+
+def test_a_watched_folder_stays_in_sync_until_unwatched(tmp_path: Path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text("The lantern charges in ten hours.", encoding="utf-8")
+    index_dir = tmp_path / "index"
+    app = _open(index_dir, monkeypatch)
+    app.text_input(key="folder").set_value(str(docs))
+    app = app.run().button(key="watch-folder").click().run()
+    assert f"Watching {docs}" in _plain(app.success)
+    [(folder, watcher)] = resources.watched_folders().of(index_dir)
+    assert folder == docs and watcher.wait_synced(timeout=120) is not None
+    (docs / "kettle.md").write_text("The kettle boils water in ninety seconds.", encoding="utf-8")
+    (docs / "notes.md").unlink()
+    synced = watcher.wait_synced(after=1, timeout=120)
+    assert synced is not None and synced.report is not None
+    assert {Path(f.path).name for f in Index.open(index_dir).files()} == {"kettle.md"}
+    app = app.run()
+    assert "Kept in sync" in _plain(app.caption) and "synced:" in _plain(app.caption)
+    app = app.button(key="unwatch-0").click().run()
+    assert resources.watched_folders().of(index_dir) == [] and not watcher.running
 
 
 def test_delete_and_reingest_documents(own_index: Path, monkeypatch):
