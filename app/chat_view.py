@@ -119,8 +119,8 @@ def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conve
         except Exception as exc:  # any backend failure is a message in the chat, never a stack trace
             placeholder.error(t("answering_failed", error=one_line(exc)))
             return
-        except BaseException:  # stopped: Streamlit ends the run from inside the stream
-            if written and not final:
+        except BaseException:  # stopped, or another click: Streamlit ends the run from inside the stream
+            if written and not final:  # what was written stays on screen, and is kept, marked, for the next run
                 conversation.add(question, _stopped(question, "".join(written), t))
             raise
         finally:

@@ -151,4 +151,5 @@ def main() -> None:
         kb_view.render(settings, index, t)
 
 
-main()
+if __name__ == "__main__":  # Streamlit runs the script as __main__; a parse worker's forkserver imports it as __mp_main__
+    main()

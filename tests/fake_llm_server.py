@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeLLMServer:
-    """``reply(messages) -> str`` decides the answer; ``failures`` first requests get HTTP 503.
+    """``reply(messages) -> str`` decides the answer; ``failures`` first requests get HTTP 503; each streamed
+    piece of 7 characters waits ``delay_s`` (a slow model), and ``stopped`` counts the streams whose client
+    went away before the end.
 
     Example:
         >>> with FakeLLMServer(lambda messages: "Two years [1].") as server:
@@ -16,8 +19,9 @@ class FakeLLMServer:
         'http://127.0.0.1:PORT/v1'
     """
 
-    def __init__(self, reply: Callable[[list[dict[str, str]]], str], failures: int = 0) -> None:
+    def __init__(self, reply: Callable[[list[dict[str, str]]], str], failures: int = 0, delay_s: float = 0.0) -> None:
         self.requests: list[dict] = []
+        self.stopped = 0
         owner = self
         self._failures = failures
 
@@ -39,11 +43,15 @@ class FakeLLMServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                for start in range(0, len(text), 7):
-                    event = {"choices": [{"index": 0, "delta": {"content": text[start : start + 7]}}]}
-                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
+                try:
+                    for start in range(0, len(text), 7):
+                        event = {"choices": [{"index": 0, "delta": {"content": text[start : start + 7]}}]}
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(delay_s)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except OSError:  # the client stopped reading
+                    owner.stopped += 1
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"

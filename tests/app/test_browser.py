@@ -43,14 +43,14 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _serving(index: Path, log_name: str) -> Iterator[str]:
-    """`rag ui` on ``index``, from the moment it answers its health check."""
+def _serving(index: Path, log_name: str, **env: str) -> Iterator[str]:
+    """`rag ui` on ``index`` (with ``env`` added to its environment), from the moment it answers its health check."""
     port = _free_port()
     SHOTS.mkdir(exist_ok=True)
     log = SHOTS / log_name
     with open(log, "w", encoding="utf-8") as out:
         server = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--index", str(index), "--port", str(port)],
-                                  cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                  cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
         try:
             url = f"http://127.0.0.1:{port}"
             for _ in range(120):

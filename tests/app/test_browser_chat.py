@@ -5,6 +5,7 @@ holds every exchange; the conversation survives a reload; settings survive a lan
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from collections.abc import Iterator
@@ -13,10 +14,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app.preferences import PREFERENCES_FILE
 from ingest.pipeline import Ingestor
 from rag.config import Settings
 from tests.app.test_browser import SHOTS, TIMEOUT_MS, _serving, browser  # noqa: F401 - the shared browser fixture
 from tests.conftest import demo_docs
+from tests.fake_llm_server import FakeLLMServer
 
 QUESTIONS = [
     ("How long does a full charge from the sun take?", "10 hours"),
@@ -64,6 +67,23 @@ def _ask(page, question: str, turn: int) -> float:
     return time.perf_counter() - started
 
 
+def _open(browser, url: str, height: int = 800):  # noqa: F811
+    """A new tab on the app, once the page is drawn (its pinned input comes last)."""
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    _idle(page)
+    return page
+
+
+def _idle(page) -> None:
+    """Wait until the app's script run has finished (a message sent while the page is still being drawn
+    interrupts that run, and Streamlit then shows no stop button for the answer's)."""
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    page.locator(".st-key-delete").wait_for(state="attached")  # the Documents tab, drawn last
+    page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached")
+
+
 def _on_screen(page, locator) -> bool:
     box = locator.bounding_box()
     height = page.viewport_size["height"]
@@ -86,10 +106,7 @@ def test_the_first_answer_after_a_start_is_not_much_slower_than_later_ones(start
 
 def test_the_input_stays_pinned_and_the_view_follows_the_answers(started, browser):  # noqa: F811
     url, _, _ = started
-    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 800})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.get_by_text("Your documents").wait_for()
+    page = _open(browser, url, 800)
     for turn, (question, _) in enumerate(QUESTIONS[:3]):
         _ask(page, question, turn)
         last_answer = page.get_by_test_id("stChatMessage").nth(2 * turn + 1)
@@ -115,10 +132,7 @@ def test_the_input_stays_pinned_and_the_view_follows_the_answers(started, browse
 
 def test_settings_survive_a_language_switch(started, browser):  # noqa: F811
     url, _, _ = started
-    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.get_by_text("Your documents").wait_for()
+    page = _open(browser, url, 900)
     page.get_by_text("Dense (embeddings)").click()
     page.locator(".st-key-pref-en-language").click()
     page.get_by_role("option", name="中文").click()
@@ -131,3 +145,30 @@ def test_settings_survive_a_language_switch(started, browser):  # noqa: F811
     page.get_by_text("Your documents").wait_for()
     page.get_by_text("Hybrid (BM25 + dense)").click()  # leave the index's settings as they were
     page.close()
+
+
+def test_the_stop_button_stops_the_model_and_keeps_what_it_wrote(demo_index: Path, browser, tmp_path: Path):  # noqa: F811
+    index = tmp_path / "index"
+    shutil.copytree(demo_index, index, ignore=shutil.ignore_patterns(PREFERENCES_FILE))
+    reply = "A full charge from the sun takes about 10 hours on a clear summer day [1]. " * 40
+    with FakeLLMServer(lambda messages: reply, delay_s=0.1) as server, \
+            _serving(index, "ui-stop-server.log", RAG_LLM=f"openai:{server.base_url}#slow") as url:
+        page = _open(browser, url, 900)
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.fill(QUESTIONS[0][0])
+        box.press("Enter")
+        page.get_by_text("Writing the answer…").wait_for()
+        page.get_by_text("takes about 10 hours").first.wait_for()
+        page.get_by_test_id("stChatInputStopButton").click()
+        deadline = time.monotonic() + 30
+        while not server.stopped and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.stopped == 1, "the model's stream was closed"
+        page.get_by_test_id("stChatInputSubmitButton").wait_for()  # the input is back
+        written = page.get_by_test_id("stChatMessage").last.inner_text()
+        assert "takes about 10 hours" in written and len(written) < len(reply) / 2, "what was written stays"
+        page.get_by_role("tab", name="Documents").click()  # any later run shows it kept, marked stopped
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_text("(stopped)").wait_for()
+        page.screenshot(path=str(SHOTS / "ui-chat-stopped.png"))
+        page.close()

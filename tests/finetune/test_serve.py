@@ -62,10 +62,10 @@ def test_the_adapter_serves_through_rag_ask(trained: TrainedAdapter, tiny_llm: P
 def test_the_adapter_serves_through_the_ui_settings(trained: TrainedAdapter, tiny_llm: Path, demo_index: Path, monkeypatch):
     monkeypatch.setenv("RAG_INDEX", str(demo_index))
     app = AppTest.from_file(str(ROOT / "app" / "ui.py"), default_timeout=120).run()
-    app.selectbox(key="pref-backend").set_value("hf")
+    app.selectbox(key="pref-en-backend").set_value("hf")
     app = app.run()
-    app.text_input(key="pref-hf_model").set_value(str(tiny_llm))
-    app.text_input(key="pref-adapter").set_value(trained.figures["adapter"])
+    app.text_input(key="pref-en-hf_model").set_value(str(tiny_llm))
+    app.text_input(key="pref-en-adapter").set_value(trained.figures["adapter"])
     app = app.run()
     app.chat_input[0].set_value(QUESTION)
     app = app.run()
