@@ -107,6 +107,14 @@ def test_conversation_history_carries_a_follow_up(url: str):
     assert response.json()["citations"] and "lumen" in response.json()["citations"][0]["source"]
 
 
+def test_a_chinese_follow_up_is_searched_with_the_topic_before(url: str):
+    history = [["室外传感器的电池能用多久？", "室外传感器的电池一般可使用十二个月。[1]"]]
+    answer = httpx.post(f"{url}/api/ask", json={"question": "那显示屏呢？", "history": history}, timeout=120).json()
+    assert answer["standalone_question"].startswith("那显示屏呢？") and "传感器" in answer["standalone_question"]
+    alone = httpx.post(f"{url}/api/ask", json={"question": "梯度裁剪是什么？", "history": history}, timeout=120).json()
+    assert alone["standalone_question"] == "梯度裁剪是什么？"
+
+
 def test_an_unrelated_question_after_another_is_answered_as_alone(url: str):
     def ask(messages: list[dict[str, str]]) -> dict:
         response = httpx.post(f"{url}/v1/chat/completions", json={"model": "rag-index", "messages": messages}, timeout=120)

@@ -79,6 +79,14 @@ def test_follow_up_carries_the_previous_question_keywords_without_an_llm(pipelin
     assert "4 hours" in pipeline.answer("And from a USB-C charger?", history).text
 
 
+def test_a_chinese_follow_up_carries_the_topic_of_the_question_before(pipeline: AnswerPipeline):
+    history = [("室外传感器的电池能用多久？", "室外传感器的电池一般可使用十二个月。[1]")]
+    standalone = pipeline.standalone_question("那显示屏呢？", history)
+    assert standalone.startswith("那显示屏呢？") and "传感器" in standalone
+    answer = pipeline.answer("它应该装在哪里？", history)
+    assert "传感器" in answer.standalone_question and "1.5 米" in answer.text
+
+
 @pytest.mark.parametrize(("earlier", "question"), [
     ("室外传感器的电池能用多久？", "梯度裁剪是什么？"),
     ("How long does the Lumen lantern take to charge in the sun?", "学习率怎么预热？"),
