@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from rag.embed.base import Embedder, EmbedderError, EmbedderMismatchError, Role
-from rag.embed.e5 import E5_SMALL, BundledE5Embedder
+from rag.embed.e5 import E5_SMALL, E5_SMALL_INT8, KERNELS, BundledE5Embedder
 from rag.embed.sbert import MINILM, SentenceTransformerEmbedder
 
 DEFAULT_EMBEDDER = E5_SMALL
-ALIASES = {"e5-small": E5_SMALL, "e5": E5_SMALL, E5_SMALL: E5_SMALL, "minilm": MINILM, MINILM: MINILM}
+ALIASES = {"e5-small": E5_SMALL, "e5": E5_SMALL, E5_SMALL: E5_SMALL, "e5-small-int8": E5_SMALL_INT8, "e5-int8": E5_SMALL_INT8,
+           E5_SMALL_INT8: E5_SMALL_INT8, "minilm": MINILM, MINILM: MINILM}
 """Names users type (``--embedder``, ``embed_model`` in rag.toml, RAG_EMBED_MODEL) -> the name indexes record."""
 
 
@@ -25,7 +26,7 @@ def canonical_name(spec: str) -> str:
         return ALIASES[spec]
     path = Path(spec).expanduser()
     if not path.is_dir():
-        raise EmbedderError(f"unknown embedder {spec!r}: use e5-small, minilm, or a local sentence-transformers model folder")
+        raise EmbedderError(f"unknown embedder {spec!r}: use e5-small, e5-small-int8, minilm, or a local sentence-transformers model folder")
     return str(path.resolve())
 
 
@@ -55,10 +56,10 @@ def _names(spec: str, name: str) -> bool:
 def load_embedder(name: str, batch_size: int = 32) -> Embedder:
     """The embedder for a name or alias (nothing loads until the first text is embedded)."""
     canonical = canonical_name(name)
-    if canonical == E5_SMALL:
-        return BundledE5Embedder(batch_size=batch_size)
+    if canonical in KERNELS:
+        return BundledE5Embedder(batch_size=batch_size, name=canonical)
     return SentenceTransformerEmbedder(canonical, batch_size=batch_size)
 
 
-__all__ = ["ALIASES", "DEFAULT_EMBEDDER", "BundledE5Embedder", "Embedder", "EmbedderError", "EmbedderMismatchError",
+__all__ = ["ALIASES", "DEFAULT_EMBEDDER", "E5_SMALL", "E5_SMALL_INT8", "BundledE5Embedder", "Embedder", "EmbedderError", "EmbedderMismatchError",
            "Role", "SentenceTransformerEmbedder", "canonical_name", "choose_embedder", "load_embedder"]

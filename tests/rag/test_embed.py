@@ -53,3 +53,35 @@ def test_q4_blocks_dequantise_low_nibbles_first_then_high():
     weights = dequantize_q4(np.tile(block, 2))
     expected = np.concatenate([(np.arange(16) - 8) * 0.5, (7 - np.arange(16)) * 0.5])
     assert weights.tolist() == np.tile(expected, 2).tolist()
+
+
+def test_the_int8_kernel_stays_close_to_the_float_one(embedders):
+    texts = _texts()
+    floats = embedders("e5-small", 32).encode(texts, Role.PASSAGE)
+    int8 = embedders("e5-small-int8", 32)
+    assert int8.kernel == "int8" and int8.describe()["kernel"] == "int8"
+    cosines = (floats * int8.encode(texts, Role.PASSAGE)).sum(axis=1)
+    assert cosines.mean() > 0.995 and cosines.min() > 0.98, cosines
+    question = int8.encode(["Which function clips gradients?"], Role.QUERY)[0]
+    assert (int8.encode(["用 clip_grad_norm_ 裁剪梯度。", "今天天气很好。"], Role.PASSAGE) @ question).argmax() == 0
+
+
+def test_an_index_records_its_kernel_and_is_queried_and_updated_with_it(tmp_path, embedders):
+    from ingest.pipeline import Ingestor
+    from rag.config import Settings
+    from rag.embed import E5_SMALL_INT8, EmbedderMismatchError
+    from rag.index import Index
+    from rag.retrieve import Retriever
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("The Lumen lantern warranty lasts two years.", encoding="utf-8")
+    settings = Settings.resolve({"index_dir": tmp_path / "index", "embed_model": "e5-small-int8"}, env={})
+    Ingestor(settings, embedders=embedders, progress=False).run([docs])
+    recorded = Index.open(settings.index_dir).embedder
+    assert (recorded["name"], recorded["kernel"]) == (E5_SMALL_INT8, "int8")
+    retriever = Retriever.open(settings.index_dir, Settings.resolve({"index_dir": settings.index_dir}, env={}))
+    assert retriever.embedder.name == E5_SMALL_INT8  # queries embedded by the kernel that made the vectors
+    with pytest.raises(EmbedderMismatchError):
+        Ingestor(Settings.resolve({"index_dir": settings.index_dir, "embed_model": "e5-small"}, env={}),
+                 embedders=embedders, progress=False).run([docs])
