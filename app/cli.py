@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -390,13 +391,26 @@ def serve(ctx: click.Context, index_dir: Path | None, host: str, port: int, keys
                    "documents; set RAG_API_KEYS or --keys-file, or bind 127.0.0.1", err=True)
         sys.exit(2)
     kb = KnowledgeBase(settings)
-    kb.warm_in_background()  # the index and the backend load while the server starts
+    _warming(kb.warm_in_background())
     app = create_app(kb, keys, list(cors_origins))
     click.echo(f"serving {settings.index_dir} on http://{host}:{port} (API docs at /docs; "
                f"{'API keys required' if keys else 'no API keys: loopback only'})", err=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)  # sets up logging
     logging.getLogger("uvicorn.access").addFilter(_WithoutQueryString())
     uvicorn.Server(config).run()
+
+
+WARM_START_WAIT_S = 30.0
+"""How long ``rag ui`` and ``rag serve`` wait for the index and models to load before they listen."""
+
+
+def _warming(thread: threading.Thread | None) -> None:
+    """Let the warm-up load the index and models before the server listens, so its first page and first
+    question find them loaded; past :data:`WARM_START_WAIT_S` the server starts anyway and the loading
+    goes on in the background (as it does after every ingest, with the page usable)."""
+    if thread is not None:
+        click.echo("loading the index and models…", err=True)
+        thread.join(WARM_START_WAIT_S)
 
 
 class _WithoutQueryString(logging.Filter):
@@ -436,7 +450,7 @@ def ui(ctx: click.Context, index_dir: Path | None, host: str, port: int) -> None
 
     script = Path(__file__).with_name("ui.py")
     os.environ["RAG_INDEX"] = str(settings.index_dir.resolve())
-    resources.warm_in_background(settings)  # the index and models load while the server starts
+    _warming(resources.warm_in_background(settings))
     streamlit_cli.main([
         "run", str(script),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
