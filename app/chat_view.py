@@ -77,7 +77,7 @@ def _answer_block(answer: Answer, turn: int, conversation: Conversation, store: 
 def _answer_markdown(answer: Answer, turn: int) -> str:
     """The answer as escaped text with the sentences the citation check could not support marked red,
     under its header (in italics) when it quotes documents in another language; each [n] opens its
-    source (see :func:`app.sources_view.citation_links`)."""
+    source (see :data:`app.sources_view.PAGE_SCRIPT`)."""
     cited = {c.n for c in answer.citations}
 
     def link(n: int) -> str | None:

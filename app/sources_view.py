@@ -25,19 +25,39 @@ PageLines = Callable[[str, int], tuple[LineBox, ...]]
 MAX_NAME = 28
 """Characters of a file name on a citation button; longer names lose their middle, never the page."""
 
-CITATION_LINKS = """<script>
-if (!window.parent.ragCitationLinks) {
-  window.parent.ragCitationLinks = true;
-  window.parent.document.addEventListener("click", (event) => {
-    const link = event.target.closest && event.target.closest('a[href^="#cite-"]');
-    if (!link) return;
-    event.preventDefault();
-    const button = window.parent.document.querySelector(".st-key-" + link.getAttribute("href").slice(1) + " button");
-    if (button) button.click();
+PAGE_SCRIPT = """<script>
+if (!window.parent.ragPage) {
+  window.parent.ragPage = true;
+  const doc = window.parent.document;
+  const scroller = () => doc.querySelector('[data-testid="stAppScrollToBottomContainer"]');
+  let follow = true;
+  doc.addEventListener("click", (event) => {
+    const target = event.target.closest ? event.target : event.target.parentElement;
+    const link = target && target.closest('a[href^="#cite-"]');
+    if (link) {
+      event.preventDefault();
+      const button = doc.querySelector(".st-key-" + link.getAttribute("href").slice(1) + " button");
+      if (button) button.click();
+    }
+    follow = Boolean(target && target.closest('[data-testid="stChatInput"]'));
   }, true);
+  doc.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target.closest && event.target.closest('[data-testid="stChatInput"]')) follow = true;
+  }, true);
+  doc.addEventListener("wheel", (event) => {
+    const box = scroller();
+    if (event.deltaY < 0) follow = false;
+    else if (box && box.scrollHeight - box.scrollTop - box.clientHeight < 80) follow = true;
+  }, {capture: true, passive: true});
+  new MutationObserver(() => {
+    const box = scroller();
+    if (follow && box) box.scrollTop = box.scrollHeight;
+  }).observe(doc.body, {childList: true, subtree: true, characterData: true});
 }
 </script>"""
-"""Makes an answer's inline [n] (a link to ``#cite-TURN-N``) click its citation button."""
+"""The chat page's behaviour: an answer's inline [n] (a link to ``#cite-TURN-N``) clicks its citation
+button, and the view follows a conversation as it grows (from the moment a question is sent until the
+reader scrolls up or clicks elsewhere, such as on a citation)."""
 
 
 def citation_key(turn: int, n: int) -> str:

@@ -113,8 +113,8 @@ def page_icon() -> Image.Image:
 
 @st.cache_resource
 def warm_at_start(index_dir: str, _settings: Settings) -> None:
-    """Load the index and models once per server, in the background, before the first question (``rag ui``
-    starts this before the server listens; a streamlit started by hand starts it on the first page)."""
+    """Load the index and models once per server, in the background (``rag ui`` has loaded them before it
+    listens; a streamlit started by hand starts here, on the first page)."""
     resources.warm_in_background(_settings)
 
 
@@ -131,7 +131,7 @@ def main() -> None:
     if not signed_in(t):
         return
     sidebar(settings.index_dir, prefs, t)
-    st.html(sources_view.CITATION_LINKS, unsafe_allow_javascript=True)
+    st.html(sources_view.PAGE_SCRIPT, unsafe_allow_javascript=True)
     st.title(t("title"))
     try:
         index = resources.live_index(settings.index_dir)
