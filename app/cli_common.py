@@ -14,7 +14,8 @@ EXIT_FATAL = 1
 
 embedder_option = click.option(
     "--embedder", "embed_model",
-    help="e5-small (multilingual, the default for new indexes) | e5-small-int8 (the same, int8 kernel, about 1.25x "
+    help="e5-small-bf16 (multilingual, the default for new indexes where the CPU or GPU has bfloat16) | e5-small (the "
+         "same in float32, the default elsewhere) | e5-small-int8 (the same, int8 kernel, about 1.25x "
          "faster on CPU) | minilm (English only, faster ingest) | a sentence-transformers model folder "
          "[env RAG_EMBED_MODEL]. An existing index keeps its own.")
 

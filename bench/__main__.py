@@ -6,7 +6,7 @@ baselines run in the same process on the same data, written to bench/results.jso
 
 - Ingest: ../shared/corpus with the default embedder, ours (time split into read, parse, clean,
   chunk, embed, tokenize and write) against PyPDFLoader + RecursiveCharacterTextSplitter +
-  FAISS.from_documents with the same embedder and an equal chunk size (our 200 estimated tokens,
+  FAISS.from_documents with the float32 e5 model and an equal chunk size (our 200 estimated tokens,
   about 800 characters, and 30 of overlap, about 120 characters); pages/s and their ratio. The
   embedder's achieved GFLOP/s (from its size and the tokens it read) against numpy's float32
   matrix-multiply GFLOP/s on the same cores.
@@ -16,8 +16,8 @@ baselines run in the same process on the same data, written to bench/results.jso
   vectors cycled with noise (embedding a million passages would take days here; uniformly random
   vectors have no neighbourhoods, so no ANN index finds their neighbours). Recall@10 of the dense
   index (HNSW from 50,000 chunks) against exact search, on each set and on the real vectors alone.
-- Embedder kernels: bench/embedder_kernels.py, the e5 encoder's float32 and int8 kernels on the same
-  passages, and their held-out nDCG@10 on RGB-zh, SciFact and CMRC2018, under ``"embedder"``.
+- Embedder kernels: bench/embedder_kernels.py, the e5 encoder's float32, bfloat16 and int8 kernels on
+  the same passages, and held-out nDCG@10 on RGB-zh, SciFact and CMRC2018, under ``"embedder"``.
 - OCR: bench/ocr.py on scans of the first three pages of each shared PDF: character accuracy per
   language and pages per second, under ``"ocr"``.
 """
@@ -56,7 +56,7 @@ from ingest.engines import LocalEngine, ParseJob
 from ingest.loaders import is_supported
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.embed import DEFAULT_EMBEDDER, Embedder, Role, load_embedder
+from rag.embed import E5_SMALL, Embedder, Role, default_embedder, load_embedder
 from rag.index import ChunkRow, FileRecord, Index, IndexWriter
 from rag.index.dense import (
     ANN_THRESHOLD,
@@ -64,9 +64,10 @@ from rag.index.dense import (
     HNSW_EF_SEARCH,
     HNSW_M,
     DenseIndex,
+    DenseSegments,
 )
 from rag.index.generations import live_generation
-from rag.index.layout import CHUNKS, SPARSE
+from rag.index.layout import CATALOG, CHUNKS, DENSE, SPARSE
 from rag.retrieve import Mode, Retriever
 from rag.text import BM25Tokenizer
 
@@ -108,12 +109,14 @@ def encoder_flops_per_token(embedder: Embedder, tokens: float) -> float:
     return 2 * linear + 4 * config.num_hidden_layers * tokens * config.hidden_size
 
 
-def ingest(embedder: Embedder, corpus: Path) -> dict[str, Any]:
+def ingest(embedder: Embedder, baseline_embedder: Embedder, corpus: Path) -> dict[str, Any]:
+    """Our ingest with ``embedder`` against LangChain's pipeline with ``baseline_embedder`` (the float model)."""
     from langchain_community.document_loaders import PyPDFLoader, TextLoader
     from langchain_community.vectorstores import FAISS
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    embedder.encode(["load the model before timing"], Role.PASSAGE)
+    for loading in (embedder, baseline_embedder):
+        loading.encode(["load the model before timing"], Role.PASSAGE)
     work = Path(tempfile.mkdtemp(prefix="rag-bench-ingest-"))
     try:
         docs = work / "docs"
@@ -134,7 +137,7 @@ def ingest(embedder: Embedder, corpus: Path) -> dict[str, Any]:
                                                   chunk_overlap=settings.chunk_overlap * CHARS_PER_TOKEN)
         chunks = splitter.split_documents(pages)
         parsed = time.perf_counter() - started
-        FAISS.from_documents(chunks, same_embedder(embedder))
+        FAISS.from_documents(chunks, same_embedder(baseline_embedder))
         baseline_seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -147,7 +150,7 @@ def ingest(embedder: Embedder, corpus: Path) -> dict[str, Any]:
         "embedder": embedder.name, "pages": ours["pages"], "chunks": ours["chunks"], "seconds": ours["seconds"],
         "pages_per_s": round(ours["pages"] / ours["seconds"], 2),
         "stage_seconds": stages, "non_embedding_share": round(1 - stages["embed"] / ours["seconds"], 3),
-        "baseline": {"pages": len(pages), "chunks": len(chunks), "seconds": round(baseline_seconds, 2),
+        "baseline": {"embedder": baseline_embedder.name, "pages": len(pages), "chunks": len(chunks), "seconds": round(baseline_seconds, 2),
                      "parse_split_seconds": round(parsed, 2)},
         "baseline_pages_per_s": round(len(pages) / baseline_seconds, 2),
         "ratio": round((ours["pages"] / ours["seconds"]) / (len(pages) / baseline_seconds), 2),
@@ -188,7 +191,7 @@ def structured_vectors(real: np.ndarray, size: int, noise: float = 0.48) -> np.n
     return vectors
 
 
-def recall_at_10(dense: DenseIndex, queries: np.ndarray) -> float:
+def recall_at_10(dense: DenseIndex | DenseSegments, queries: np.ndarray) -> float:
     """The share of the exact top 10 that the index's own (approximate above the threshold) search finds."""
     _, exact = dense.search(queries, 10, exact=True)
     _, found = dense.search(queries, 10)
@@ -215,7 +218,8 @@ def query(size: int, embedder: Embedder, questions: list[str], query_vectors: np
         retriever = Retriever(Index.open(build_ours(work / "index", texts, vectors, tokenizer, embedder.name)), embedder, tokenizer)
         dense = retriever.index.dense
         figures: dict[str, Any] = {"chunks": size, "build_seconds": round(time.perf_counter() - started, 1),
-                                   "dense_index": dense.describe()["type"], "recall_at_10": recall_at_10(dense, query_vectors)}
+                                   "dense_index": retriever.index.manifest["dense_index"]["type"],
+                                   "recall_at_10": recall_at_10(dense, query_vectors)}
         for mode in (Mode.BM25, Mode.DENSE, Mode.HYBRID):
             for question in questions[:3]:
                 retriever.search(question, mode=mode, k=10)
@@ -245,9 +249,9 @@ def bytes_per_chunk(index_dir: Path, size: int) -> dict[str, float]:
     """Disk bytes per chunk of each part of the live generation (FAISS counts the exact index and the graph)."""
     generation = live_generation(index_dir)
     assert generation is not None
-    parts = {"faiss": sum(p.stat().st_size for p in generation.glob("dense*")),
-             "bm25": sum(p.stat().st_size for p in (generation / SPARSE).iterdir()),
-             "sqlite": (generation / CHUNKS).stat().st_size}
+    parts = {"faiss": sum(p.stat().st_size for p in generation.glob(f"*/{DENSE.split('.')[0]}*")),
+             "bm25": sum(p.stat().st_size for p in generation.glob(f"*/{SPARSE}/*")),
+             "sqlite": sum(p.stat().st_size for p in (*generation.glob(f"*/{CHUNKS}"), generation / CATALOG))}
     return {name: round(total / size, 1) for name, total in parts.items()}
 
 
@@ -255,7 +259,7 @@ def serving_rss_mib(index_dir: Path, questions: list[str]) -> int:
     """Peak RSS of a fresh process that opens the index with the default embedder and answers hybrid searches."""
     script = ("import sys; from pathlib import Path; from rag.embed import load_embedder; "
               "from rag.index import Index; from rag.retrieve import Retriever; from rag.text import BM25Tokenizer; "
-              f"r = Retriever(Index.open(Path(sys.argv[1])), load_embedder({DEFAULT_EMBEDDER!r}), BM25Tokenizer()); "
+              f"r = Retriever(Index.open(Path(sys.argv[1])), load_embedder({default_embedder()!r}), BM25Tokenizer()); "
               "[r.search(q, k=10) for q in sys.argv[2:]]; "
               "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))")
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts from the parent's peak, inherited across fork and exec
@@ -265,7 +269,9 @@ def serving_rss_mib(index_dir: Path, questions: list[str]) -> int:
 
 
 def one_file_update(index_dir: Path, embedder_name: str, tokenizer: BM25Tokenizer, vectors: np.ndarray) -> dict[str, float]:
-    """Seconds to add one file of ten chunks to the index (what a small ingest costs besides embedding), by part."""
+    """Seconds to add one file of ten chunks to the index (what a small ingest costs besides embedding), by
+    part: ``stage`` (opening the live generation and staging the change), then the commit's ``segment``,
+    ``publish`` and ``merge`` (see :attr:`IndexWriter.commit_seconds`)."""
     texts = [f"A new note, paragraph {n}: the relief valve opens at {n + 3} bar." for n in range(len(vectors))]
     started = time.perf_counter()
     with IndexWriter(index_dir, embedder_name) as writer:
@@ -275,7 +281,7 @@ def one_file_update(index_dir: Path, embedder_name: str, tokenizer: BM25Tokenize
         writer.replace_file(FileRecord("/bench/new-note.txt", "f" * 64, 1, 1, 1, len(rows)), [(1, "", ())], rows, vectors)
         staged = time.perf_counter() - started
         writer.commit({"chunker": {}, "next_chunk_id": first + len(rows)}, describe_embedder=lambda: {})
-    return {"seconds": round(time.perf_counter() - started, 2), "stage_copy": round(staged, 2),
+    return {"seconds": round(time.perf_counter() - started, 2), "stage": round(staged, 2),
             **{part: round(t, 2) for part, t in writer.commit_seconds.items()}}
 
 
@@ -330,21 +336,23 @@ def markdown(results: dict[str, Any], command: str) -> str:
                          f"{q[mode]['search_p95_ms']} | {q['peak_rss_mib']} | {extra} |")
     lines += ["", "## Index size and small updates", "",
               "| chunks | FAISS B/chunk | BM25 B/chunk | SQLite B/chunk | serving RSS MiB | one-file update s | "
-              "of which: copy and stage | dense | BM25 | publish |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "of which: stage | new segment | publish | merge |", "|---|---|---|---|---|---|---|---|---|---|"]
     for size, q in results["query"].items():
         b, u = q["bytes_per_chunk"], q["one_file_update"]
         lines.append(f"| {int(size):,} | {b['faiss']} | {b['bm25']} | {b['sqlite']} | {q['serving_rss_mib']} | {u['seconds']} | "
-                     f"{u['stage_copy']} | {u['dense']} | {u['bm25']} | {u['publish']} |")
+                     f"{u['stage']} | {u['segment']} | {u['publish']} | {u['merge']} |")
     lines += ["", "Serving RSS: a fresh process that opens the index with the embedder and answers 20 hybrid searches. "
-              "One-file update: ten new chunks written and committed (embedding excluded); BM25 is updated in place.", "",
+              "One-file update: ten new chunks written and committed (embedding excluded), as a new segment beside the "
+              "shared ones.", "",
               f"Dense search: {results['ann']['index']}. Recall@10 of the dense search against exact search, by set: "
               + "; ".join(f"{name} {value}" for name, value in results["ann"]["by_set"].items()) + ".", ""]
     kernels = results["embedder"]
-    lines += ["## Embedder kernels (e5, float32 against int8)", "",
-              f"`{kernels['command']}`: float {kernels['float_chunks_per_s']} passages/s, int8 {kernels['int8_chunks_per_s']} "
-              f"(**{kernels['int8_speedup']}x**); hybrid nDCG@10 on held-out queries, float / int8: "
-              + "; ".join(f"{name} {v['float']} / {v['int8']}" for name, v in kernels["ndcg_at_10"].items())
-              + f". Default: {kernels['default']}.", ""]
+    lines += ["## Embedder kernels (e5)", "",
+              f"`{kernels['command']}`: passages/s "
+              + ", ".join(f"{v['kernel']} {v['chunks_per_s']} ({v['speedup']}x)" for v in kernels["kernels"].values())
+              + "; hybrid nDCG@10 on held-out queries, float32 / default: "
+              + "; ".join(f"{name} {v['float']} / {v['default']}" for name, v in kernels["ndcg_at_10"].items())
+              + f". Default here: {kernels['default']} (**{kernels['speedup']}x** float32's passages/s).", ""]
     ocr = results["ocr"]
     lines += ["## OCR (scans of the shared corpus)", "",
               f"`{ocr['command']}`: {ocr['pages']} pages at {ocr['dpi']} dpi, **{ocr['pages_per_s']} pages/s**; character "
@@ -359,9 +367,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args(argv)
     command = " ".join(["PYTHONPATH=. .venv/bin/python -m bench", *(sys.argv[1:] if argv is None else argv)])
-    embedder = load_embedder(DEFAULT_EMBEDDER)
+    embedder = load_embedder(default_embedder())
     questions = queries(args.queries)
-    results: dict[str, Any] = {"machine": machine(), "command": command, "ingest": ingest(embedder, CORPUS), "query": {}}
+    results: dict[str, Any] = {"machine": machine(), "command": command, "ingest": ingest(embedder, load_embedder(E5_SMALL), CORPUS), "query": {}}
     print(json.dumps(results["ingest"]), flush=True)
     texts = windows()
     real = embedder.encode(texts[:: len(texts) // REAL_PASSAGES][:REAL_PASSAGES], Role.PASSAGE)  # distinct, both languages

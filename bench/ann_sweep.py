@@ -14,12 +14,12 @@ import numpy as np
 
 from bench.__main__ import REAL_PASSAGES, structured_vectors
 from bench.hybrid_latency import queries, windows
-from rag.embed import DEFAULT_EMBEDDER, Role, load_embedder
+from rag.embed import Role, default_embedder, load_embedder
 from rag.index.dense import DenseIndex
 
 
 def main(size: int, breadths: tuple[int, ...] = (128, 256, 384, 512, 768)) -> None:
-    embedder = load_embedder(DEFAULT_EMBEDDER)
+    embedder = load_embedder(default_embedder())
     texts = windows()
     real = embedder.encode(texts[:: len(texts) // REAL_PASSAGES][:REAL_PASSAGES], Role.PASSAGE)
     questions = embedder.encode(queries(100), Role.QUERY)

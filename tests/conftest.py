@@ -10,7 +10,7 @@ import pytest
 
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.embed import DEFAULT_EMBEDDER, Embedder, load_embedder
+from rag.embed import Embedder, default_embedder, load_embedder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -52,7 +52,7 @@ def embedders() -> Callable[[str, int], Embedder]:
 @pytest.fixture(scope="session")
 def embedder(embedders: Callable[[str, int], Embedder]) -> Embedder:
     """The default embedder, the bundled multilingual-e5-small."""
-    return embedders(DEFAULT_EMBEDDER, 32)
+    return embedders(default_embedder(), 32)
 
 
 @pytest.fixture

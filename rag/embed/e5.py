@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 E5_SMALL = "multilingual-e5-small"
 E5_SMALL_INT8 = "multilingual-e5-small-int8"
 """The same model with its linear layers quantised to int8 at load time (PyTorch dynamic quantisation, CPU)."""
-KERNELS = {E5_SMALL: "float32", E5_SMALL_INT8: "int8"}
+E5_SMALL_BF16 = "multilingual-e5-small-bf16"
+"""The same model with its weights and activations in bfloat16 (layer norms accumulate in float32)."""
+KERNELS = {E5_SMALL: "float32", E5_SMALL_INT8: "int8", E5_SMALL_BF16: "bfloat16"}
 _FEED_FORWARD_OUTPUT = re.compile(r"layer\.\d+\.output\.dense$")
 PREFIXES = {Role.QUERY: "query: ", Role.PASSAGE: "passage: "}
 _LAYER_TENSORS = {
@@ -55,8 +57,8 @@ class BundledE5Embedder(Embedder):
         self.batch_size = batch_size
         self.name = name
         self.kernel = KERNELS[name]
-        """``float32``, or ``int8``: the encoder's linear layers quantised (dynamic, per-tensor, on CPU only:
-        on a GPU the float kernel runs, and the index records which made its vectors)."""
+        """``float32``; ``int8``: the encoder's linear layers quantised (dynamic, per-channel, CPU only);
+        ``bfloat16``: its weights and activations in bfloat16. The index records which made its vectors."""
         self._device = device
         """``cpu``, ``cuda``...; None: the GPU when there is one."""
 
@@ -115,7 +117,7 @@ class BundledE5Embedder(Embedder):
         # the buffers outside the state dict, as BertEmbeddings makes them (still on the meta device)
         model.embeddings.register_buffer("position_ids", torch.arange(w.max_positions).expand((1, -1)), persistent=False)
         model.embeddings.register_buffer("token_type_ids", torch.zeros((1, w.max_positions), dtype=torch.long), persistent=False)
-        model = model.eval().to(self.device)
+        model = model.eval().to(self.device, dtype=torch.bfloat16 if self.kernel == "bfloat16" else torch.float32)
         if self.kernel == "int8":
             if self.device != "cpu":
                 raise EmbedderError(f"{self.name}: the int8 kernel runs on the CPU only; use {E5_SMALL} on {self.device}")
@@ -186,12 +188,13 @@ class BundledE5Embedder(Embedder):
         embeddings = w.word_rows(vocabulary)[inverse.reshape(ids.shape)]
         model = self.model
         attention = torch.from_numpy(mask).to(self.device)
+        dtype = torch.bfloat16 if self.kernel == "bfloat16" else torch.float32
         with torch.inference_mode():
             hidden = model(
-                inputs_embeds=torch.from_numpy(embeddings).to(self.device), attention_mask=attention,
+                inputs_embeds=torch.from_numpy(embeddings).to(self.device, dtype=dtype), attention_mask=attention,
                 token_type_ids=torch.zeros_like(attention),
                 position_ids=torch.arange(length, device=self.device).expand(len(rows), length),
             ).last_hidden_state
-            weights = attention.unsqueeze(-1).to(hidden.dtype)
-            means = (hidden * weights).sum(1) / weights.sum(1)
+            weights = attention.unsqueeze(-1).to(torch.float32)
+            means = (hidden.float() * weights).sum(1) / weights.sum(1)
         return means.double().cpu().numpy()

@@ -1,4 +1,5 @@
-"""The on-disk index: generations of FAISS + BM25 + SQLite chunk store + manifest (see DESIGN.md)."""
+"""The on-disk index: immutable generations of shared segments (FAISS + BM25 + SQLite chunk store), a
+catalog, dead chunk ids and a manifest (see rag.index.segments and DESIGN.md)."""
 from rag.index.generations import IndexLockedError
 from rag.index.layout import IndexNotFoundError
 from rag.index.reader import Index, built_with

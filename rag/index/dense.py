@@ -38,70 +38,83 @@ recall. On real e5 vectors of ../shared/eval, efSearch 64 gives recall@10 0.97 a
 def ef_search(vectors: int) -> int:
     """The search breadth for a graph of this many vectors (see :data:`HNSW_EF_SEARCH`)."""
     return max(ef for size, ef in HNSW_EF_SEARCH.items() if vectors >= size)
-REBUILD_SHARE = 0.2
-"""The graph cannot drop vectors: removed ids are skipped at search time until they are this share of
-it, and then it is rebuilt from the exact index."""
 
 
 class DenseIndex:
-    """FAISS ``IndexIDMap2(IndexFlatIP)``, the exact index and the source of truth (cosine similarity for
-    normalised vectors, removable by id), plus above :data:`ANN_THRESHOLD` vectors an
-    ``IndexIDMap2(IndexHNSWFlat)`` that unfiltered searches use. New vectors are added to both;
-    removed ones leave the graph only when it is rebuilt (see :data:`REBUILD_SHARE`).
+    """One segment's vectors: FAISS ``IndexIDMap2(IndexFlatIP)``, the exact index (cosine similarity for
+    normalised vectors, addressed by chunk id), plus from :data:`ANN_THRESHOLD` vectors an
+    ``IndexIDMap2(IndexHNSWFlat)`` that unfiltered searches use. Written once, never changed: chunks
+    replaced since are left out of searches by the ``excluded`` ids the index is opened with.
 
     Example:
         >>> index = DenseIndex.create(2)
-        >>> index.add(np.array([7]), np.array([[1.0, 0.0]], dtype=np.float32))
-        >>> index.search(np.array([[1.0, 0.0]], dtype=np.float32), 1)[1].tolist()
-        [[7]]
+        >>> index.add(np.array([7, 8]), np.array([[1.0, 0.0], [0.8, 0.6]], dtype=np.float32))
+        >>> index.search(np.array([[1.0, 0.0]], dtype=np.float32), 2)[1].tolist()
+        [[7, 8]]
+        >>> index.excluding(np.array([7])).search(np.array([[1.0, 0.0]], dtype=np.float32), 2)[1].tolist()
+        [[8, -1]]
     """
 
-    def __init__(self, index: faiss.Index, ann: faiss.Index | None = None, removed: np.ndarray | None = None,
-                 threshold: int | None = None) -> None:
+    def __init__(self, index: faiss.Index, ann: faiss.Index | None = None, threshold: int | None = None) -> None:
         self._index = index
         self._ann = ann
-        self._removed = np.zeros(0, dtype=np.int64) if removed is None else removed
         self.threshold = ANN_THRESHOLD if threshold is None else threshold
+        self._excluded = np.zeros(0, np.int64)
+        self._selectors: list[faiss.IDSelector] = []
+        """``excluded`` as a FAISS selector (and what it references), made once: FAISS does not own them."""
 
     @classmethod
     def create(cls, dimension: int, threshold: int | None = None) -> DenseIndex:
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dimension)), threshold=threshold)
 
     @staticmethod
-    def _companions(path: Path) -> tuple[Path, Path]:
-        return path.with_name(path.stem + "-hnsw.faiss"), path.with_name(path.stem + "-hnsw-removed.npy")
+    def _graph_path(path: Path) -> Path:
+        return path.with_name(path.stem + "-hnsw.faiss")
 
     @classmethod
-    def load(cls, path: Path) -> DenseIndex:
-        graph, removed = cls._companions(path)
-        ann = faiss.read_index(str(graph)) if graph.exists() else None
-        return cls(faiss.read_index(str(path)), ann, np.load(removed) if ann is not None and removed.exists() else None)
+    def load(cls, path: Path, graph: bool = True, mmap: bool = False) -> DenseIndex:
+        """The index saved at ``path``, with its graph unless ``graph`` is False (for reading its vectors), its
+        vectors memory-mapped when ``mmap`` (read from the page cache as needed, not loaded)."""
+        graph_path = cls._graph_path(path)
+        exact = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
+        return cls(exact, faiss.read_index(str(graph_path)) if graph and graph_path.exists() else None)
 
     def save(self, path: Path) -> None:
-        """Write the exact index and, when there is one, the graph and its removed ids beside it."""
+        """Write the exact index and, when there is one, the graph beside it."""
         faiss.write_index(self._index, str(path))
-        graph, removed = self._companions(path)
         if self._ann is not None:
-            faiss.write_index(self._ann, str(graph))
-            np.save(removed, self._removed)
-        else:
-            graph.unlink(missing_ok=True)
-            removed.unlink(missing_ok=True)
+            faiss.write_index(self._ann, str(self._graph_path(path)))
+
+    def excluding(self, ids: np.ndarray) -> DenseIndex:
+        """This index with these chunk ids (those of its own among them) left out of searches and its length."""
+        ids = np.asarray(ids, np.int64)
+        view = DenseIndex(self._index, self._ann, self.threshold)
+        view._excluded = ids[np.isin(ids, self.ids)]
+        if len(view._excluded):
+            view._selectors = [faiss.IDSelectorBatch(view._excluded)]
+            view._selectors.append(faiss.IDSelectorNot(view._selectors[0]))
+        return view
 
     @property
     def dimension(self) -> int:
         return int(self._index.d)
 
+    @property
+    def ids(self) -> np.ndarray:
+        """Every chunk id stored here (excluded ones too), in the order they were added."""
+        exact = self._index
+        assert isinstance(exact, faiss.IndexIDMap2)  # create() makes one and read_index downcasts to it
+        return faiss.vector_to_array(exact.id_map).astype(np.int64)
+
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._index.ntotal) - len(self._excluded)
 
     def describe(self) -> dict[str, object]:
         """What the manifest records about the search structure."""
         if self._ann is None:
-            return {"type": "flat", "exact": True, "ann_threshold": self.threshold}
-        return {"type": "hnsw", "exact": False, "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION,
-                "ef_search": ef_search(len(self)), "ann_threshold": self.threshold, "removed_pending": int(len(self._removed)),
-                "rebuild_share": REBUILD_SHARE, "filtered_searches": "exact"}
+            return {"type": "flat", "exact": True, "ann_threshold": self.threshold, "vectors": len(self)}
+        return {"type": "hnsw", "exact": False, "vectors": len(self), "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION,
+                "ef_search": ef_search(int(self._ann.ntotal)), "ann_threshold": self.threshold, "filtered_searches": "exact"}
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
@@ -111,33 +124,26 @@ class DenseIndex:
             if self._ann is not None:
                 self._ann.add_with_ids(vectors, ids)
 
-    def remove(self, ids: list[int]) -> None:
-        if ids:
-            self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
-            if self._ann is not None:
-                self._removed = np.union1d(self._removed, np.asarray(ids, dtype=np.int64))
-
     def maintain(self) -> None:
-        """Build the graph once the index reaches the threshold, rebuild it when too much of it is removed,
-        and drop it when the index falls well below the threshold."""
-        if len(self) < self.threshold // 2:
-            self._ann, self._removed = None, np.zeros(0, dtype=np.int64)
-        elif (self._ann is None and len(self) >= self.threshold) or (
-                self._ann is not None and len(self._removed) > REBUILD_SHARE * self._ann.ntotal):
-            self._ann, self._removed = self._build_graph(), np.zeros(0, dtype=np.int64)
+        """Build the graph once the index reaches the threshold (a segment is written once: no removals)."""
+        if self._ann is None and len(self) >= self.threshold:
+            self._ann = self._build_graph()
 
     def _build_graph(self) -> faiss.Index:
         graph = faiss.IndexHNSWFlat(self.dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         ann = faiss.IndexIDMap2(graph)
-        exact = self._index
-        assert isinstance(exact, faiss.IndexIDMap2)  # create() makes one and read_index downcasts to it
-        ids = faiss.vector_to_array(exact.id_map).astype(np.int64)
-        flat = faiss.downcast_index(exact.index)
+        ids = self.ids
         for start in range(0, len(ids), 100_000):
             part = ids[start : start + 100_000]
-            ann.add_with_ids(flat.reconstruct_n(start, len(part)), part)
+            ann.add_with_ids(self.flat_vectors(start, len(part)), part)
         return ann
+
+    def flat_vectors(self, start: int, count: int) -> np.ndarray:
+        """``count`` stored vectors from position ``start``, in the order they were added."""
+        exact = self._index
+        assert isinstance(exact, faiss.IndexIDMap2)
+        return faiss.downcast_index(exact.index).reconstruct_n(start, count)
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """The stored vectors of these ids (each must be present)."""
@@ -149,21 +155,65 @@ class DenseIndex:
         ``allowed`` (chunk ids) restricts the search exactly, inside FAISS. Without it, and unless
         ``exact``, an index with a graph searches the graph (efSearch at least ``k``).
         """
-        k = max(1, min(k, len(self))) if len(self) else 1
+        k = max(1, k)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        index, params = self._index, None
-        selectors: list[faiss.IDSelector] = []  # referenced until the search is done: FAISS does not own them
+        index, params = self._index, faiss.SearchParameters()
+        selectors = list(self._selectors)  # referenced until the search is done
         if allowed is not None:
-            selectors.append(faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
-            params = faiss.SearchParameters()
-            params.sel = selectors[-1]
+            allowed = np.setdiff1d(np.asarray(allowed, np.int64), self._excluded)
+            selectors.append(faiss.IDSelectorBatch(np.ascontiguousarray(allowed)))
         elif self._ann is not None and not exact:
             index = self._ann
             # faiss's stubs (1.15) leave out SearchParametersHNSW, which the SWIG module has
             params = faiss.SearchParametersHNSW(efSearch=max(ef_search(int(self._ann.ntotal)), k))  # type: ignore[attr-defined]
-            if len(self._removed):
-                selectors += [faiss.IDSelectorBatch(self._removed)]
-                selectors.append(faiss.IDSelectorNot(selectors[0]))
-                params.sel = selectors[-1]
+        if selectors:
+            params.sel = selectors[-1]
         with _openmp_threads(1 if len(queries) == 1 else faiss.omp_get_max_threads()):
             return index.search(queries, k, params=params)
+
+
+class DenseSegments:
+    """The dense search over every segment of a generation: each segment's best, merged.
+
+    Example:
+        >>> first, second = DenseIndex.create(2), DenseIndex.create(2)
+        >>> first.add(np.array([1]), np.array([[1.0, 0.0]], dtype=np.float32))
+        >>> second.add(np.array([2]), np.array([[0.6, 0.8]], dtype=np.float32))
+        >>> DenseSegments([first, second]).search(np.array([[0.0, 1.0]], dtype=np.float32), 2)[1].tolist()
+        [[2, 1]]
+    """
+
+    def __init__(self, segments: list[DenseIndex]) -> None:
+        self.segments = segments
+
+    @property
+    def dimension(self) -> int:
+        return self.segments[0].dimension
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.segments)
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """The stored vectors of these ids, from whichever segment holds each."""
+        rows = np.zeros((len(ids), self.dimension), np.float32)
+        wanted = np.asarray(ids, np.int64)
+        for segment in self.segments:
+            inside = np.isin(wanted, segment.ids)
+            if inside.any():
+                rows[inside] = segment.vectors(wanted[inside].tolist())
+        return rows
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`DenseIndex.search`, over every segment."""
+        results = [segment.search(queries, k, allowed, exact) for segment in self.segments if len(segment)]
+        if not results:
+            return np.zeros((len(queries), 1), np.float32), np.full((len(queries), 1), -1, np.int64)
+        if len(results) == 1:
+            return results[0]
+        scores = np.hstack([s for s, _ in results])
+        ids = np.hstack([i for _, i in results])
+        scores = np.where(ids >= 0, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_ids = np.take_along_axis(ids, order, axis=1)
+        best_scores = np.take_along_axis(scores, order, axis=1)
+        return np.where(best_ids >= 0, best_scores, 0).astype(np.float32), best_ids

@@ -7,15 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from rag.index.dense import DenseIndex
+from rag.index.dense import DenseIndex, DenseSegments
 from rag.index.generations import live_generation
-from rag.index.layout import CHUNKS, DENSE, SPARSE, IndexNotFoundError, read_manifest
-from rag.index.sparse import SparseIndex
-from rag.index.store import ChunkRow, ChunkStore, FileRecord
+from rag.index.layout import DENSE, FORMAT, SPARSE, IndexNotFoundError, read_manifest
+from rag.index.segments import SegmentedStore
+from rag.index.sparse import Postings, SparseIndex
+from rag.index.store import ChunkRow, FileRecord
 
 
 class Index:
-    """A published generation: dense and BM25 search plus chunk and file look-ups.
+    """A published generation: dense and BM25 search over its segments plus chunk and file look-ups.
 
     Example:
         >>> index = Index.open(Path("rag-index"))
@@ -26,10 +27,16 @@ class Index:
     def __init__(self, generation: Path) -> None:
         self.generation = generation
         self.manifest: dict[str, Any] = read_manifest(generation)
+        if self.manifest.get("format") != FORMAT:
+            raise IndexNotFoundError(f"{generation}: index format {self.manifest.get('format')}, this version reads {FORMAT}; "
+                                     "run `rag ingest` on the index once to upgrade it")
+        names = self.manifest["segments"]
         try:
-            self.store = ChunkStore.open_readonly(generation / CHUNKS)
-            self.sparse = SparseIndex.load(generation / SPARSE)
-            self.dense = DenseIndex.load(generation / DENSE) if (generation / DENSE).exists() else None
+            self.store = SegmentedStore.open_readonly(generation, names)
+            dead = self.store.dead_array()
+            self.sparse = SparseIndex([Postings.load(generation / name / SPARSE) for name in names], dead)
+            dense = [DenseIndex.load(generation / name / DENSE).excluding(dead) for name in names if (generation / name / DENSE).exists()]
+            self.dense = DenseSegments(dense) if dense else None
         except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:
             raise IndexNotFoundError(f"{generation}: cannot open the index ({exc})") from exc
 

@@ -1,210 +1,261 @@
-"""The BM25 index: bm25s sparse matrices, saved as numpy arrays and memory-mapped when read.
+"""The BM25 index: one term-major postings list per segment (term frequencies and chunk lengths as
+numpy arrays, memory-mapped when read), scored at query time with the statistics of every live chunk.
 
-Beside bm25s's score matrix the index keeps each entry's term frequency and each chunk's length, so a
-commit updates it in time proportional to its size with numpy (no pass over every chunk's tokens in
-Python) and gives exactly the scores a rebuild from scratch would.
+Scoring at query time, instead of storing scores, is what lets segments be shared between generations:
+a new segment changes every chunk's idf and the average length, and a stored score would go stale. It
+costs one pass over the query terms' postings, as summing stored scores does; the scores are Lucene's
+BM25, exactly as one index over the live chunks would give them.
 """
 from __future__ import annotations
 
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import bm25s
 import numpy as np
 
 K1 = 1.2
 B = 0.75
 """BM25 parameters, measured best of (0.9, 0.4), (1.2, 0.75), (1.5, 0.75) on SciFact and RGB-zh."""
-_IDS = "chunk_ids.npy"
-_EMPTY = "empty.json"
-_TF = "term_frequencies.npy"
-_LENGTHS = "chunk_lengths.npy"
+_ARRAYS = ("ids", "lengths", "indptr", "docs", "tf")
+_VOCABULARY = "vocabulary.json"
+
+
+class Postings:
+    """One segment's BM25 postings: for each term, the positions of the chunks holding it and how often.
+
+    Example:
+        >>> postings = Postings.build([3, 9], [["red", "apple"], ["green", "pear"]])
+        >>> postings.vocabulary["pear"], postings.ids.tolist()
+        (3, [3, 9])
+    """
+
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray, indptr: np.ndarray, docs: np.ndarray, tf: np.ndarray,
+                 vocabulary: dict[str, int]) -> None:
+        self.ids = ids
+        """Chunk ids, ascending; a chunk's position here is its ``doc`` number."""
+        self.lengths = lengths
+        self.indptr = indptr
+        """Term ``t``'s postings are ``docs[indptr[t]:indptr[t + 1]]``, ascending."""
+        self.docs = docs
+        self.tf = tf
+        self.vocabulary = vocabulary
+
+    @classmethod
+    def build(cls, ids: Sequence[int], tokens: Sequence[Sequence[str]]) -> Postings:
+        """The postings of these chunks (``ids`` ascending)."""
+        builder = PostingsBuilder()
+        builder.add(ids, tokens)
+        return builder.finish()
+
+    @classmethod
+    def concatenated(cls, parts: Sequence[tuple[Postings, np.ndarray]]) -> Postings:
+        """One segment holding the chunks of ``parts`` (``(postings, chunk ids to leave out)``, in id order)."""
+        vocabulary: dict[str, int] = {}
+        ids, lengths, terms, docs, tf = [], [], [], [], []
+        offset = 0
+        for postings, dead in parts:
+            keep = ~np.isin(postings.ids, dead)
+            position = np.cumsum(keep) - 1 + offset
+            remap = np.fromiter((vocabulary.setdefault(t, len(vocabulary)) for t in postings.vocabulary), np.int64,
+                                count=len(postings.vocabulary))
+            order = np.argsort(np.fromiter(postings.vocabulary.values(), np.int64, count=len(postings.vocabulary)))
+            term_of_row = remap[order]  # vocabulary row -> merged term
+            entry_terms = np.repeat(term_of_row, np.diff(postings.indptr))
+            alive = keep[postings.docs]
+            terms.append(entry_terms[alive])
+            docs.append(position[postings.docs[alive]])
+            tf.append(np.asarray(postings.tf)[alive])
+            ids.append(np.asarray(postings.ids)[keep])
+            lengths.append(np.asarray(postings.lengths)[keep])
+            offset += int(keep.sum())
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        if len(all_ids) > 1 and np.any(np.diff(all_ids) <= 0):
+            raise ValueError("segments must be concatenated in chunk id order")
+        all_terms = np.concatenate(terms) if terms else np.zeros(0, np.int64)
+        all_docs = np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, np.int32)
+        order = np.lexsort((all_docs, all_terms))
+        counts = np.bincount(all_terms, minlength=len(vocabulary))
+        return cls(all_ids, np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
+                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), all_docs[order],
+                   (np.concatenate(tf) if tf else np.zeros(0, np.float32))[order], vocabulary)
+
+    @classmethod
+    def load(cls, directory: Path) -> Postings:
+        ids, lengths, indptr, docs, tf = (np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS)
+        return cls(ids, lengths, indptr, docs, tf, json.loads((directory / _VOCABULARY).read_text(encoding="utf-8")))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in _ARRAYS:
+            np.save(directory / f"{name}.npy", np.asarray(getattr(self, name)))
+        (directory / _VOCABULARY).write_text(json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class PostingsBuilder:
+    """Postings gathered a batch of chunks at a time as numpy arrays (no Python object per token is kept),
+    so that building a segment of a million chunks stays small in memory.
+
+    Example:
+        >>> builder = PostingsBuilder()
+        >>> builder.add([4, 5], [["solar", "lamp"], ["solar"]])
+        >>> builder.finish(dropped={5}).ids.tolist()
+        [4]
+    """
+
+    def __init__(self) -> None:
+        self.vocabulary: dict[str, int] = {}
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        """``(terms, chunk ids, tf)`` of each batch's entries."""
+        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        """``(chunk ids, lengths)`` of each batch."""
+
+    def add(self, ids: Sequence[int], tokens: Sequence[Sequence[str]]) -> None:
+        terms, owners, tf = [], [], []
+        for chunk_id, chunk_tokens in zip(ids, tokens, strict=True):
+            for token, count in Counter(chunk_tokens).items():
+                terms.append(self.vocabulary.setdefault(token, len(self.vocabulary)))
+                owners.append(chunk_id)
+                tf.append(count)
+        self._parts.append((np.asarray(terms, np.int64), np.asarray(owners, np.int64), np.asarray(tf, np.float32)))
+        self._chunks.append((np.asarray(ids, np.int64), np.asarray([len(t) for t in tokens], np.int32)))
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids, _ in self._chunks)
+
+    def finish(self, dropped: set[int] | frozenset[int] = frozenset()) -> Postings:
+        """The postings of every chunk added but the ``dropped`` ones (replaced again before the segment closed)."""
+        gone = np.fromiter(dropped, np.int64, count=len(dropped))
+        ids = np.concatenate([i for i, _ in self._chunks] or [np.zeros(0, np.int64)])
+        lengths = np.concatenate([n for _, n in self._chunks] or [np.zeros(0, np.int32)])
+        keep = ~np.isin(ids, gone)
+        order = np.argsort(ids[keep], kind="stable")
+        ids, lengths = ids[keep][order], lengths[keep][order]
+        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
+            raise ValueError("chunk ids must be distinct")
+        terms = np.concatenate([t for t, _, _ in self._parts] or [np.zeros(0, np.int64)])
+        owners = np.concatenate([o for _, o, _ in self._parts] or [np.zeros(0, np.int64)])
+        tf = np.concatenate([f for _, _, f in self._parts] or [np.zeros(0, np.float32)])
+        alive = ~np.isin(owners, gone)
+        terms, docs, tf = terms[alive], np.searchsorted(ids, owners[alive]).astype(np.int32), tf[alive]
+        entries = np.lexsort((docs, terms))
+        counts = np.bincount(terms, minlength=len(self.vocabulary))
+        return Postings(ids, lengths, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), docs[entries], tf[entries],
+                        self.vocabulary)
 
 
 class SparseIndex:
-    """BM25 (Lucene variant, k1=1.2, b=0.75) over pre-tokenised chunks, addressed by chunk id.
+    """BM25 (Lucene variant, k1=1.2, b=0.75) over the live chunks of one or more segments.
+
+    ``dead`` chunk ids (replaced or removed since their segment was written) count nowhere: not in the
+    number of chunks, the average length, a term's document frequency or the results.
 
     Example:
         >>> index = SparseIndex.build([3, 9], [["red", "apple"], ["green", "pear"]])
         >>> index.search(["pear"], 1)[1].tolist()
         [9]
-        >>> index.updated(removed=[9], added=[(12, ["pear", "pie"])]).search(["pear"], 1)[1].tolist()
-        [12]
+        >>> SparseIndex([Postings.build([3, 9], [["red", "pear"], ["green", "pear"]])], dead=np.array([9])).search(["pear"], 2)[1].tolist()
+        [3]
     """
 
-    def __init__(self, engine: bm25s.BM25 | None, ids: np.ndarray, term_frequencies: np.ndarray | None = None,
-                 lengths: np.ndarray | None = None) -> None:
-        self._engine = engine
-        self._ids = ids
-        self._tf = term_frequencies
-        """Term frequency of each entry of the engine's term-major matrix (None in indexes from before them)."""
-        self._lengths = lengths
-        """Tokens in each chunk, in chunk-id order."""
+    def __init__(self, segments: Sequence[Postings], dead: np.ndarray | None = None) -> None:
+        dead = np.zeros(0, np.int64) if dead is None else np.asarray(dead, np.int64)
+        self._segments = list(segments)
+        self._alive = [~np.isin(s.ids, dead) for s in self._segments]
+        self._count = sum(int(a.sum()) for a in self._alive)
+        total_length = sum(int(np.asarray(s.lengths, np.int64)[a].sum()) for s, a in zip(self._segments, self._alive, strict=True))
+        average = total_length / self._count if self._count else 1.0
+        self._norms = [(K1 * ((1 - B) + B * np.asarray(s.lengths, np.float32) / np.float32(average))).astype(np.float32)
+                       for s in self._segments]
 
     @classmethod
-    def build(cls, ids: Sequence[int], tokens: Sequence[list[str]]) -> SparseIndex:
-        """The index of these chunks (``ids`` ascending, as the store lists them)."""
-        return cls(None, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int32)).updated([], zip(ids, tokens, strict=True))
-
-    @property
-    def updatable(self) -> bool:
-        return self._tf is not None and self._lengths is not None
-
-    def updated(self, removed: Iterable[int], added: Iterable[tuple[int, Sequence[str]]]) -> SparseIndex:
-        """A new index without the ``removed`` chunk ids and with ``added`` ``(id, tokens)``, whose ids are
-        all above the kept ones; scores equal a rebuild's. Costs one numpy pass over the index's entries."""
-        if not self.updatable:
-            raise ValueError("this BM25 index has no term frequencies; rebuild it with SparseIndex.build")
-        assert self._tf is not None and self._lengths is not None
-        vocab: dict[str, int] = dict(self._engine.vocab_dict) if self._engine is not None else {}
-        if self._engine is not None:
-            indptr = np.asarray(self._engine.scores["indptr"], dtype=np.int64)
-            docs = np.asarray(self._engine.scores["indices"])
-        else:
-            indptr, docs = np.zeros(1, np.int64), np.zeros(0, np.int32)
-        keep = ~np.isin(self._ids, np.fromiter(removed, dtype=np.int64))
-        position = np.cumsum(keep) - 1
-        alive = keep[docs]
-        old_terms = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))[alive]
-        old_docs, old_tf = position[docs[alive]], np.asarray(self._tf)[alive]
-
-        new_ids, new_lengths, terms, new_docs, new_tf = [], [], [], [], []
-        first = int(keep.sum())
-        for doc, (chunk_id, tokens) in enumerate(sorted(added, key=lambda item: item[0]), start=first):
-            new_ids.append(chunk_id)
-            new_lengths.append(len(tokens))
-            for token, count in Counter(tokens).items():
-                terms.append(vocab.setdefault(token, len(vocab)))
-                new_docs.append(doc)
-                new_tf.append(count)
-        ids = np.concatenate([np.asarray(self._ids)[keep], np.asarray(new_ids, dtype=np.int64)])
-        if first and new_ids and new_ids[0] <= ids[first - 1]:
-            raise ValueError("added chunk ids must be above every kept id")
-        lengths = np.concatenate([np.asarray(self._lengths)[keep], np.asarray(new_lengths, dtype=np.int32)])
-        if not vocab or not len(old_terms) + len(terms):
-            return SparseIndex(None, ids, np.zeros(0, np.float32), lengths)
-
-        # Merge term-major: each term's kept entries, then its new ones (whose chunks come after).
-        terms_new = np.asarray(terms, dtype=np.int64)
-        order = np.lexsort((np.asarray(new_docs, dtype=np.int64), terms_new))
-        terms_new = terms_new[order]
-        old_count = np.bincount(old_terms, minlength=len(vocab))
-        new_count = np.bincount(terms_new, minlength=len(vocab))
-        merged_indptr = np.concatenate([[0], np.cumsum(old_count + new_count)])
-        old_start = np.concatenate([[0], np.cumsum(old_count)])
-        new_start = np.concatenate([[0], np.cumsum(new_count)])
-        slot_old = merged_indptr[old_terms] + np.arange(len(old_terms)) - old_start[old_terms]
-        slot_new = merged_indptr[terms_new] + old_count[terms_new] + np.arange(len(terms_new)) - new_start[terms_new]
-        merged_docs = np.empty(merged_indptr[-1], dtype=np.int32)
-        merged_tf = np.empty(merged_indptr[-1], dtype=np.float32)
-        merged_docs[slot_old], merged_docs[slot_new] = old_docs, np.asarray(new_docs, dtype=np.int32)[order]
-        merged_tf[slot_old], merged_tf[slot_new] = old_tf, np.asarray(new_tf, dtype=np.float32)[order]
-
-        scores = _lucene_scores(merged_indptr, merged_docs, merged_tf, lengths)
-        engine = bm25s.BM25(k1=K1, b=B, method="lucene")
-        engine.scores = {"data": scores, "indices": merged_docs, "indptr": merged_indptr, "num_docs": len(ids)}
-        engine.vocab_dict = vocab
-        engine.nonoccurrence_array = None  # Lucene BM25 has no score for absent terms
-        return SparseIndex(engine, ids, merged_tf, lengths)
-
-    @classmethod
-    def load(cls, directory: Path, mmap: bool = True) -> SparseIndex:
-        ids = np.load(directory / _IDS, mmap_mode="r" if mmap else None)
-        extra = [np.load(directory / name, mmap_mode="r" if mmap else None) if (directory / name).exists() else None
-                 for name in (_TF, _LENGTHS)]
-        if (directory / _EMPTY).exists():
-            return cls(None, ids, *extra)
-        return cls(bm25s.BM25.load(str(directory), mmap=mmap, show_progress=False), ids, *extra)
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        np.save(directory / _IDS, self._ids)
-        if self._tf is not None and self._lengths is not None:
-            np.save(directory / _TF, self._tf)
-            np.save(directory / _LENGTHS, self._lengths)
-        if self._engine is None:
-            (directory / _EMPTY).write_text(json.dumps({"chunks": len(self._ids)}))
-        else:
-            self._engine.save(str(directory), show_progress=False)
+    def build(cls, ids: Sequence[int], tokens: Sequence[Sequence[str]]) -> SparseIndex:
+        """One segment's index of these chunks (``ids`` ascending)."""
+        return cls([Postings.build(ids, tokens)])
 
     @property
     def ids(self) -> np.ndarray:
-        """Chunk ids in index order (ascending)."""
-        return self._ids
+        """Live chunk ids, ascending."""
+        parts = [np.asarray(s.ids)[a] for s, a in zip(self._segments, self._alive, strict=True)]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
+
+    def _postings(self, token: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """``(segment, live docs, their tf)`` of a token in each segment that has it."""
+        found = []
+        for number, segment in enumerate(self._segments):
+            row = segment.vocabulary.get(token)
+            if row is not None:
+                start, end = int(segment.indptr[row]), int(segment.indptr[row + 1])
+                docs, tf = np.asarray(segment.docs[start:end]), np.asarray(segment.tf[start:end])
+                alive = self._alive[number][docs]
+                found.append((number, docs[alive], tf[alive]))
+        return found
+
+    def _idf(self, document_frequency: int) -> float:
+        return math.log(1 + (self._count - document_frequency + 0.5) / (document_frequency + 0.5))
 
     def idf(self, tokens: Sequence[str]) -> dict[str, float]:
         """Lucene idf of each token (unknown tokens get the idf of a term found nowhere)."""
-        n = len(self._ids)
-        if self._engine is None:
-            return {t: math.log(1 + (n + 0.5) / 0.5) for t in tokens}
-        indptr = self._engine.scores["indptr"]
-        vocab = self._engine.vocab_dict
-        result = {}
-        for token in tokens:
-            df = int(indptr[vocab[token] + 1] - indptr[vocab[token]]) if token in vocab else 0
-            result[token] = math.log(1 + (n - df + 0.5) / (df + 0.5))
-        return result
+        return {t: self._idf(sum(len(docs) for _, docs, _ in self._postings(t))) for t in tokens}
+
+    def _scores(self, weights: Mapping[str, float]) -> list[np.ndarray] | None:
+        """``sum_t w_t * bm25(t, chunk)`` for every chunk of each segment; None when no term is found."""
+        scores = [np.zeros(len(s), np.float32) for s in self._segments]
+        found = False
+        for token, weight in weights.items():
+            postings = self._postings(token) if weight > 0 else []
+            frequency = sum(len(docs) for _, docs, _ in postings)
+            if not frequency:
+                continue
+            found = True
+            factor = np.float32(weight * self._idf(frequency))
+            for number, docs, tf in postings:
+                scores[number][docs] += factor * tf / (self._norms[number][docs] + tf)
+        return scores if found else None
 
     def search(self, tokens: Sequence[str], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, chunk ids)`` of the best ``k`` chunks with a positive score, best first.
 
-        A token given twice counts twice. ``allowed`` (sorted chunk ids) restricts the result.
+        A token given twice counts twice. ``allowed`` (chunk ids) restricts the result.
         """
-        weights: dict[str, float] = {}
-        for token in tokens:
-            weights[token] = weights.get(token, 0.0) + 1.0
-        return self.search_weighted(weights, k, allowed)
-
-    def _scores(self, weights: Mapping[str, float]) -> np.ndarray | None:
-        """``sum_t w_t * bm25(t, chunk)`` for every chunk, in index order; None when no term is known."""
-        if self._engine is None:
-            return None
-        vocab = self._engine.vocab_dict
-        known = {t: w for t, w in weights.items() if t in vocab and w > 0}
-        if not known:
-            return None
-        if len(set(known.values())) == 1:
-            return next(iter(known.values())) * self._engine.get_scores(list(known))
-        scores = np.zeros(len(self._ids), np.float32)
-        for token, weight in known.items():
-            scores += weight * self._engine.get_scores([token])
-        return scores
+        return self.search_weighted(Counter(tokens), k, allowed)
 
     def scores_for(self, weights: Mapping[str, float], ids: np.ndarray) -> np.ndarray:
         """The weighted query's BM25 score of each of these chunk ids (0 for a chunk without its terms)."""
+        result = np.zeros(len(ids), np.float32)
         scores = self._scores(weights)
         if scores is None or not len(ids):
-            return np.zeros(len(ids), np.float32)
-        order = np.argsort(self._ids, kind="stable")
-        return scores[order[np.searchsorted(self._ids[order], ids)]]
+            return result
+        wanted = np.asarray(ids, np.int64)
+        for segment, segment_scores in zip(self._segments, scores, strict=True):
+            position = np.searchsorted(segment.ids, wanted)
+            inside = position < len(segment)
+            inside[inside] = np.asarray(segment.ids)[position[inside]] == wanted[inside]
+            result[inside] = segment_scores[position[inside]]
+        return result
 
     def search_weighted(self, weights: Mapping[str, float], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`search` for a weighted query: ``score = sum_t w_t * bm25(t, chunk)``."""
-        empty = np.zeros(0, np.float32), np.zeros(0, np.int64)
         scores = self._scores(weights)
-        if scores is None:
-            return empty
-        if allowed is not None:
-            scores = np.where(np.isin(self._ids, allowed, assume_unique=True), scores, 0)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[scores[top] > 0]
-        return scores[top].astype(np.float32), np.asarray(self._ids[top], dtype=np.int64)
-
-
-def _lucene_scores(indptr: np.ndarray, docs: np.ndarray, tf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """BM25 of every entry of a term-major matrix, as bm25s computes it (Lucene idf, float32)."""
-    n = len(lengths)
-    df = np.diff(indptr).astype(np.float32)
-    idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-    average = lengths.mean() if n else 1.0
-    scores = np.repeat(idf, np.diff(indptr))
-    scores *= tf / (K1 * ((1 - B) + B * lengths[docs] / average) + tf)
-    return scores.astype(np.float32)
+        if scores is None or k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        best_scores, best_ids = [], []
+        for segment, segment_scores in zip(self._segments, scores, strict=True):
+            if allowed is not None:
+                segment_scores = np.where(np.isin(segment.ids, allowed), segment_scores, 0)
+            top = np.flatnonzero(segment_scores > 0)
+            if len(top) > k:
+                top = top[np.argpartition(-segment_scores[top], k - 1)[:k]]
+            best_scores.append(segment_scores[top])
+            best_ids.append(np.asarray(segment.ids)[top])
+        merged_scores, merged_ids = np.concatenate(best_scores), np.concatenate(best_ids)
+        order = np.lexsort((merged_ids, -merged_scores))[:k]
+        return merged_scores[order].astype(np.float32), merged_ids[order].astype(np.int64)

@@ -1,4 +1,4 @@
-"""The chunk store: one SQLite file per generation holding files, pages and chunks."""
+"""One SQLite chunk store: a segment's pages and chunks, or a generation's catalog of files."""
 from __future__ import annotations
 
 import json
@@ -108,8 +108,8 @@ class ChunkStore:
 
     Example:
         >>> store = ChunkStore.create(Path("/tmp/example.sqlite"))
-        >>> store.totals()
-        {'files': 0, 'pages': 0, 'chunks': 0}
+        >>> store.files(), store.chunk_id_array().tolist()
+        ([], [])
     """
 
     def __init__(self, connection: sqlite3.Connection) -> None:
@@ -187,9 +187,17 @@ class ChunkStore:
     def next_chunk_id(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM chunks").fetchone()[0])
 
-    def chunk_id_with_text(self, text_sha: str) -> int | None:
-        row = self._db.execute("SELECT id FROM chunks WHERE text_sha = ? LIMIT 1", (text_sha,)).fetchone()
-        return int(row[0]) if row else None
+    def chunk_ids_with_text(self, text_sha: str) -> list[int]:
+        return [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE text_sha = ?", (text_sha,))]
+
+    def token_counts(self, path: str | None = None) -> list[tuple[str, int, int]]:
+        """``(language, tokens, of which [UNK])`` of a file's chunks, or of every chunk."""
+        where, params = ("WHERE path = ?", (path,)) if path is not None else ("", ())
+        return list(self._db.execute(f"SELECT lang, SUM(n_tokens), SUM(n_unknown) FROM chunks {where} GROUP BY lang", params))
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """Run one statement on this store's database (for tables kept beside the schema)."""
+        return self._db.execute(sql, params)
 
     def replace_content(self, record: FileRecord, pages: Sequence[PageContent], chunks: Sequence[ChunkRow]) -> None:
         """Store a file's pages and chunks in one transaction, replacing what it had."""
@@ -253,22 +261,6 @@ class ChunkStore:
     def neighbours(self, chunk: ChunkRow, window: int) -> list[ChunkRow]:
         """The chunk and up to ``window`` chunks either side of it in the same file, in order."""
         return self._rows("WHERE path = ? AND id BETWEEN ? AND ? ORDER BY id", (chunk.path, chunk.id - window, chunk.id + window))
-
-    def totals(self) -> dict[str, int]:
-        files, pages = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(pages), 0) FROM files WHERE chunks > 0"
-        ).fetchone()
-        chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        return {"files": files, "pages": pages, "chunks": chunks}
-
-    def unknown_token_share(self) -> float:
-        tokens, unknown = self._db.execute("SELECT COALESCE(SUM(n_tokens), 0), COALESCE(SUM(n_unknown), 0) FROM chunks").fetchone()
-        return unknown / tokens if tokens else 0.0
-
-    def unknown_token_share_by_language(self) -> dict[str, float]:
-        """How much of each language's text the embedder maps to [UNK]: how well it can represent it."""
-        rows = self._db.execute("SELECT lang, SUM(n_tokens), SUM(n_unknown) FROM chunks GROUP BY lang")
-        return {lang: round(unknown / tokens, 4) for lang, tokens, unknown in rows if tokens}
 
     def _rows(self, where: str, params: Sequence[object]) -> list[ChunkRow]:
         query = f'SELECT id, path, page, start, "end", text, text_sha, tokens, n_tokens, n_unknown FROM chunks {where}'

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rag.config import Settings
-from rag.embed import Embedder, Role, choose_embedder, load_embedder
+from rag.embed import Embedder, Role, base_model, choose_embedder, load_embedder
 from rag.embed.base import LANGUAGE_OFFSET_SCALE
 from rag.index import Index
 from rag.index.store import ChunkRow
@@ -110,7 +110,7 @@ class RetrieverConfig:
     @classmethod
     def for_embedder(cls, name: str) -> RetrieverConfig:
         """The settings tuned for this embedder, or the defaults."""
-        return TUNED.get(name, cls())
+        return TUNED.get(base_model(name), cls())
 
 
 TUNED = {

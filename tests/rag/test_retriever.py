@@ -8,7 +8,7 @@ from langchain_core.runnables import RunnableLambda
 
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.embed import Role
+from rag.embed import Role, default_embedder
 from rag.index import EmbedderMismatchError, Index
 from rag.retrieve import Filters, FusionMethod, Mode, Retriever, RetrieverConfig
 from rag.retrieve.langchain import LangChainRetriever
@@ -193,11 +193,11 @@ def test_cross_encoder_reranks_the_candidates(index_dir: Path, embedder, tiny_cr
 
 
 def test_queries_must_use_the_index_embedder(index_dir: Path):
-    with pytest.raises(EmbedderMismatchError, match="built with embedder 'multilingual-e5-small' but 'minilm'"):
+    with pytest.raises(EmbedderMismatchError, match=f"built with embedder '{default_embedder()}' but 'minilm'"):
         Retriever.open(index_dir, Settings.resolve({"embed_model": "minilm"}, env={}))
     with pytest.raises(EmbedderMismatchError, match="but '/models/other' is configured"):
         Retriever.open(index_dir, Settings.resolve({"embed_model": "/models/other"}, env={}))
-    assert Retriever.open(index_dir, Settings.resolve({"embed_model": "e5-small"}, env={})).embedder.name == "multilingual-e5-small"
+    assert Retriever.open(index_dir, Settings.resolve({"embed_model": "e5-small"}, env={})).embedder.name == default_embedder()
 
 
 def test_langchain_adapter_works_in_a_runnable_chain(retriever: Retriever):
