@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("rag-private-docs", "torch", "sentence-transformers", "transformers", "faiss-cpu", "bm25s", "jieba")
+PACKAGES = ("rag-private-docs", "torch", "sentence-transformers", "transformers", "faiss-cpu", "jieba")
 
 
 def package_versions() -> dict[str, str]:

@@ -33,7 +33,7 @@ def _beir_sample(name: str, n_docs: int, n_queries: int) -> tuple[list[str], lis
 
 
 @pytest.mark.parametrize("dataset", ["scifact", "rgb_zh"])
-def test_bm25s_engine_ranks_exactly_like_rank_bm25(dataset: str):
+def test_bm25_ranks_exactly_like_rank_bm25(dataset: str):
     tokenizer = BM25Tokenizer()
     docs, queries = _beir_sample(dataset, 1500, 25)
     doc_tokens = tokenizer.tokenize_many(docs)
