@@ -19,7 +19,7 @@ from rag.generate.prompt import Passage
 from rag.pipeline import Answer, Citation
 
 PageLines = Callable[[str, int], tuple[LineBox, ...]]
-"""``(path, page) -> the page's OCR lines``: the index's (see :meth:`rag.index.store.ChunkStore.page_lines`)."""
+"""``(path, page) -> the page's OCR lines``: the index's (see :meth:`rag.index.segments.SegmentedStore.page_lines`)."""
 
 
 MAX_NAME = 28

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.documents import LineBox
 from rag.index.layout import CATALOG, CHUNKS, DEAD
 from rag.index.store import ChunkRow, ChunkStore, FileRecord, PageContent
 
@@ -170,7 +171,7 @@ class SegmentedStore:
         store = self._content(path)
         return store.pages(path) if store else []
 
-    def page_lines(self, path: str, number: int) -> tuple:
+    def page_lines(self, path: str, number: int) -> tuple[LineBox, ...]:
         store = self._content(path)
         return store.page_lines(path, number) if store else ()
 

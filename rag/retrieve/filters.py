@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.index.store import ChunkStore
+from rag.index.segments import SegmentedStore
 from rag.text import LANGUAGES
 
 
@@ -55,7 +55,7 @@ class Filters:
             for pattern in self.paths
         )
 
-    def allowed_ids(self, store: ChunkStore) -> np.ndarray:
+    def allowed_ids(self, store: SegmentedStore) -> np.ndarray:
         """The ids of every chunk that passes, sorted."""
         allowed = [
             chunk_id
