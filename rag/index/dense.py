@@ -60,6 +60,8 @@ class DenseIndex:
         self._ann = ann
         self.threshold = ANN_THRESHOLD if threshold is None else threshold
         self._excluded = np.zeros(0, np.int64)
+        self._ids: np.ndarray | None = None
+        self._sorted_ids: np.ndarray | None = None
         self._selectors: list[faiss.IDSelector] = []
         """``excluded`` as a FAISS selector (and what it references), made once: FAISS does not own them."""
 
@@ -89,7 +91,8 @@ class DenseIndex:
         """This index with these chunk ids (those of its own among them) left out of searches and its length."""
         ids = np.asarray(ids, np.int64)
         view = DenseIndex(self._index, self._ann, self.threshold)
-        view._excluded = ids[np.isin(ids, self.ids)]
+        view._excluded = ids[np.isin(ids, self.ids)] if len(ids) else ids
+        view._ids, view._sorted_ids = self._ids, self._sorted_ids
         if len(view._excluded):
             view._selectors = [faiss.IDSelectorBatch(view._excluded)]
             view._selectors.append(faiss.IDSelectorNot(view._selectors[0]))
@@ -102,9 +105,18 @@ class DenseIndex:
     @property
     def ids(self) -> np.ndarray:
         """Every chunk id stored here (excluded ones too), in the order they were added."""
-        exact = self._index
-        assert isinstance(exact, faiss.IndexIDMap2)  # create() makes one and read_index downcasts to it
-        return faiss.vector_to_array(exact.id_map).astype(np.int64)
+        if self._ids is None or len(self._ids) != self._index.ntotal:  # read once; again after an add
+            exact = self._index
+            assert isinstance(exact, faiss.IndexIDMap2)  # create() makes one and read_index downcasts to it
+            self._ids = faiss.vector_to_array(exact.id_map).astype(np.int64)
+        return self._ids
+
+    def holds(self, ids: np.ndarray) -> np.ndarray:
+        """Which of these chunk ids are stored here (a boolean mask; binary search over the sorted ids)."""
+        if self._sorted_ids is None or len(self._sorted_ids) != self._index.ntotal:
+            self._sorted_ids = np.sort(self.ids)
+        position = np.minimum(np.searchsorted(self._sorted_ids, ids), max(len(self._sorted_ids) - 1, 0))
+        return self._sorted_ids[position] == ids if len(self._sorted_ids) else np.zeros(len(ids), bool)
 
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self._excluded)
@@ -160,7 +172,9 @@ class DenseIndex:
         index, params = self._index, faiss.SearchParameters()
         selectors = list(self._selectors)  # referenced until the search is done
         if allowed is not None:
-            allowed = np.setdiff1d(np.asarray(allowed, np.int64), self._excluded)
+            allowed = np.asarray(allowed, np.int64)
+            if len(self._excluded):
+                allowed = allowed[~np.isin(allowed, self._excluded)]
             selectors.append(faiss.IDSelectorBatch(np.ascontiguousarray(allowed)))
         elif self._ann is not None and not exact:
             index = self._ann
@@ -198,7 +212,7 @@ class DenseSegments:
         rows = np.zeros((len(ids), self.dimension), np.float32)
         wanted = np.asarray(ids, np.int64)
         for segment in self.segments:
-            inside = np.isin(wanted, segment.ids)
+            inside = segment.holds(wanted)
             if inside.any():
                 rows[inside] = segment.vectors(wanted[inside].tolist())
         return rows

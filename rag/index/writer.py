@@ -24,9 +24,10 @@ from rag.index.sparse import Postings, PostingsBuilder
 from rag.index.store import ChunkRow, ChunkStore, FileRecord, PageContent
 
 PENDING = "pending-vectors.sqlite"
-SEGMENT_CHUNKS = 250_000
+SEGMENT_CHUNKS = 150_000
 """A writer closes its segment at this many chunks and opens another: building a million chunks then
-holds a quarter of their vectors, graph and postings in memory at a time."""
+holds a seventh of their vectors, graph and postings in memory at a time, and each segment's graph stays
+below the size that needs a wider search (see rag.index.dense.HNSW_EF_SEARCH)."""
 
 
 def _segment_name(number: int) -> str:
@@ -182,7 +183,7 @@ class IndexWriter:
         this_run = [*([self._new_dense] if self._new_dense is not None else []), *self._written_dense]
         mine = np.zeros(len(wanted), bool)
         for segment in this_run:
-            mine |= np.isin(wanted, segment.ids)
+            mine |= segment.holds(wanted)
         if mine.any():
             found.update(zip([sha for sha, m in zip(shas, mine, strict=True) if m], DenseSegments(this_run).vectors(wanted[mine].tolist()),
                              strict=True))
