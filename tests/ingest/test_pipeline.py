@@ -256,7 +256,7 @@ def test_shared_corpus_is_ingested_with_page_numbers(corpus_index):
     assert index.manifest["unknown_token_share"] < 0.01  # the multilingual default reads Chinese too
     stages = summary["stage_seconds"]
     assert list(stages) == ["read", "parse", "clean", "chunk", "embed", "tokenize", "write"]
-    assert stages["embed"] > stages["parse"] > 0 and all(t > 0 for t in stages.values())
+    assert all(t > 0 for t in stages.values())  # every stage timed (which one is longest depends on the kernel)
     in_this_process = ("read", "embed", "tokenize", "write")  # parse, clean and chunk run in parse processes
     assert sum(stages[s] for s in in_this_process) <= summary["seconds"]
 
