@@ -11,7 +11,8 @@ baselines run in the same process on the same data, written to bench/results.jso
   embedder's achieved GFLOP/s (from its size and the tokens it read) against numpy's float32
   matrix-multiply GFLOP/s on the same cores.
 - Queries at each size: p50/p95 of hybrid search including the query embedding, and of the search
-  after it, per mode, and the process's peak RSS; at 100k also LangChain's EnsembleRetriever(BM25,
+  after it, per mode, and the peak RSS of the process that builds and searches (a fresh one per
+  size, so that no earlier stage's memory counts); at 100k also LangChain's EnsembleRetriever(BM25,
   FAISS). Texts are real passages cycled from ../shared/eval. Vectors are 4,000 real e5 passage
   vectors cycled with noise (embedding a million passages would take days here; uniformly random
   vectors have no neighbourhoods, so no ANN index finds their neighbours). Recall@10 of the dense
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -206,9 +209,18 @@ def real_set_recall(real: np.ndarray, queries: np.ndarray) -> float:
     return recall_at_10(dense, queries)
 
 
-def query(size: int, embedder: Embedder, questions: list[str], query_vectors: np.ndarray, real: np.ndarray,
+def query_in_fresh_process(size: int, embedder_name: str, questions: list[str], query_vectors: np.ndarray,
+                           real: np.ndarray, baseline: bool) -> dict[str, Any]:
+    """:func:`query` in a new process, whose peak RSS is then that of building and searching this size."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+        return process.submit(query, size, embedder_name, questions, query_vectors, real, baseline).result()
+
+
+def query(size: int, embedder_name: str, questions: list[str], query_vectors: np.ndarray, real: np.ndarray,
           baseline: bool) -> dict[str, Any]:
     """Per mode p50/p95 in ms of the whole search and of the search after the query embedding."""
+    embedder = load_embedder(embedder_name)
+    embedder.encode(["warm up"], Role.QUERY)
     texts = passages(size)
     vectors = structured_vectors(real, size)
     tokenizer = BM25Tokenizer()
@@ -375,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     real = embedder.encode(texts[:: len(texts) // REAL_PASSAGES][:REAL_PASSAGES], Role.PASSAGE)  # distinct, both languages
     query_vectors = embedder.encode(questions, Role.QUERY)
     for size in (int(s) for s in args.sizes.split(",")):
-        results["query"][str(size)] = query(size, embedder, questions, query_vectors, real, baseline=size == 100_000)
+        results["query"][str(size)] = query_in_fresh_process(size, embedder.name, questions, query_vectors, real, baseline=size == 100_000)
         print(json.dumps(results["query"][str(size)]), flush=True)
     by_set = {f"{REAL_PASSAGES} real passages": real_set_recall(real, query_vectors)}
     by_set.update({f"{int(size):,} chunks": q["recall_at_10"] for size, q in results["query"].items() if q["dense_index"] != "flat"})

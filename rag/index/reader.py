@@ -83,6 +83,8 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
+        if self.dense is not None:
+            self.dense.close()
 
 
 def built_with(index_dir: Path) -> str | None:

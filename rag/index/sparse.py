@@ -84,7 +84,9 @@ class Postings:
 
     @classmethod
     def load(cls, directory: Path) -> Postings:
-        ids, lengths, indptr, docs, tf = (np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAYS)
+        # plain arrays over the mapped files: slicing a np.memmap makes a memmap object each time (1 ms a
+        # query at a million chunks)
+        ids, lengths, indptr, docs, tf = (np.asarray(np.load(directory / f"{name}.npy", mmap_mode="r")) for name in _ARRAYS)
         return cls(ids, lengths, indptr, docs, tf, json.loads((directory / _VOCABULARY).read_text(encoding="utf-8")))
 
     def save(self, directory: Path) -> None:
@@ -167,6 +169,9 @@ class SparseIndex:
         dead = np.zeros(0, np.int64) if dead is None else np.asarray(dead, np.int64)
         self._segments = list(segments)
         self._alive = [~np.isin(s.ids, dead) for s in self._segments]
+        self._has_dead = [not bool(a.all()) for a in self._alive]
+        self._frequencies: dict[str, int] = {}
+        """Live document frequency by token, counted on first use (the index never changes)."""
         self._count = sum(int(a.sum()) for a in self._alive)
         total_length = sum(int(np.asarray(s.lengths, np.int64)[a].sum()) for s, a in zip(self._segments, self._alive, strict=True))
         average = total_length / self._count if self._count else 1.0
@@ -187,24 +192,33 @@ class SparseIndex:
     def __len__(self) -> int:
         return self._count
 
-    def _postings(self, token: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """``(segment, live docs, their tf)`` of a token in each segment that has it."""
+    def _postings(self, token: str, live: bool = True) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """``(segment, docs, their tf)`` of a token in each segment that has it: live docs only, or with
+        ``live=False`` dead ones too (for look-ups of live ids, where filtering would only cost time)."""
         found = []
         for number, segment in enumerate(self._segments):
             row = segment.vocabulary.get(token)
             if row is not None:
                 start, end = int(segment.indptr[row]), int(segment.indptr[row + 1])
                 docs, tf = np.asarray(segment.docs[start:end]), np.asarray(segment.tf[start:end])
-                alive = self._alive[number][docs]
-                found.append((number, docs[alive], tf[alive]))
+                if live and self._has_dead[number]:
+                    alive = self._alive[number][docs]
+                    docs, tf = docs[alive], tf[alive]
+                found.append((number, docs, tf))
         return found
+
+    def _frequency(self, token: str) -> int:
+        """How many live chunks hold the token."""
+        if token not in self._frequencies:
+            self._frequencies[token] = sum(len(docs) for _, docs, _ in self._postings(token))
+        return self._frequencies[token]
 
     def _idf(self, document_frequency: int) -> float:
         return math.log(1 + (self._count - document_frequency + 0.5) / (document_frequency + 0.5))
 
     def idf(self, tokens: Sequence[str]) -> dict[str, float]:
         """Lucene idf of each token (unknown tokens get the idf of a term found nowhere)."""
-        return {t: self._idf(sum(len(docs) for _, docs, _ in self._postings(t))) for t in tokens}
+        return {t: self._idf(self._frequency(t)) for t in tokens}
 
     def _scores(self, weights: Mapping[str, float]) -> list[np.ndarray] | None:
         """``sum_t w_t * bm25(t, chunk)`` for every chunk of each segment; None when no term is found."""
@@ -242,12 +256,11 @@ class SparseIndex:
             inside[inside] = np.asarray(segment.ids)[position[inside]] == wanted[inside]
             where.append((np.flatnonzero(inside), position[inside]))
         for token, weight in weights.items():
-            postings = self._postings(token) if weight > 0 and len(wanted) else []
-            frequency = sum(len(docs) for _, docs, _ in postings)
+            frequency = self._frequency(token) if weight > 0 and len(wanted) else 0
             if not frequency:
                 continue
             factor = np.float32(weight * self._idf(frequency))
-            for number, docs, tf in postings:
+            for number, docs, tf in self._postings(token, live=False):
                 rows, positions = where[number]
                 if not len(docs) or not len(positions):
                     continue

@@ -200,3 +200,35 @@ def test_a_large_write_closes_a_segment_every_so_many_chunks(tmp_path: Path, mon
     index = Index.open(library.index_dir)
     assert len(index.manifest["segments"]) >= 2
     _same_answers(index, library.fresh(tmp_path / "fresh"), library)
+
+
+def test_segments_are_searched_side_by_side_and_merged_as_one_search(monkeypatch):
+    from rag.index.dense import DenseIndex, DenseSegments
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    segments = [DenseIndex.create(8) for _ in range(2)]
+    segments[0].add(np.arange(0, 30), vectors[:30])
+    segments[1].add(np.arange(30, 60), vectors[30:])
+    whole = DenseIndex.create(8)
+    whole.add(np.arange(60), vectors)
+    together = DenseSegments(segments)
+    query = vectors[:3] + 0.1
+
+    meeting = __import__("threading").Barrier(2, timeout=10)  # passes only when both searches run at once
+    search = DenseIndex.search
+
+    def meets(self, *args, **kwargs):
+        meeting.wait()
+        return search(self, *args, **kwargs)
+
+    monkeypatch.setattr(DenseIndex, "search", meets)
+    scores, ids = together.search(query, 5)
+    monkeypatch.setattr(DenseIndex, "search", search)
+    expected_scores, expected_ids = whole.search(query, 5)
+    assert ids.tolist() == expected_ids.tolist()
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-6)
+    picked = [41, 3, 30, 29]
+    np.testing.assert_array_equal(together.vectors(picked), vectors[picked])
+    together.close()
