@@ -23,8 +23,8 @@ test: install
 
 # ruff (pyflakes, import order, bugbear, pyupgrade) and mypy; .ci/run runs it before the tests.
 lint: install
-	$(BIN)/ruff check rag ingest eval app bench tests
-	$(BIN)/mypy rag ingest eval app
+	$(BIN)/ruff check rag ingest eval finetune app bench testkit tests
+	$(BIN)/mypy rag ingest eval finetune app
 
 # The long reliability trials (30 kill -9 trials, full-disk levels, hostile files at full size, fuzzing
 # with ten times the examples); prints its counts.

@@ -6,24 +6,24 @@ endpoints return what ``rag search --json`` and ``rag ask --json`` print, and ma
 :class:`KnowledgeBase` per process holds the retriever and the answer backend, and reopens the index when
 an ingest publishes a new generation.
 
-Example:
-    >>> app = create_app(KnowledgeBase(Settings.resolve({"index_dir": "rag-index"})), ApiKeys())
-    >>> uvicorn.run(app, host="127.0.0.1", port=8000)
+Usage (what ``rag serve`` does)::
+
+    app = create_app(KnowledgeBase(Settings.resolve({"index_dir": "rag-index"})), ApiKeys())
+    uvicorn.run(app, host="127.0.0.1", port=8000)
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,123 +32,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api_guard import BodyLimit, LoopbackGuard
 from app.api_keys import ApiKeys
-from app.background import in_background
+from app.knowledge_base import KnowledgeBase
 from app.uploads import UPLOADS, UploadRejected, is_upload, save_upload
-from rag.config import Settings
-from rag.embed import Embedder, EmbedderError, choose_embedder, load_embedder
-from rag.generate.base import GenerationError, Generator
-from rag.index import Index, IndexLockedError, IndexNotFoundError
+from rag.embed import EmbedderError
+from rag.generate.base import GenerationError
+from rag.index import IndexLockedError, IndexNotFoundError
 from rag.index.generations import live_generation
-from rag.pipeline import Answer, AnswerPipeline, Turn, final_answer
-from rag.retrieve import Filters, Mode, Retriever
-from rag.retrieve.rerank import Reranker
+from rag.pipeline import Answer, AnswerPipeline, Turn
+from rag.retrieve import Filters, Mode
 
 log = logging.getLogger("rag.serve")
-
-GeneratorFactory = Callable[[Settings, Retriever], Generator]
-
-
-def default_generator(settings: Settings, retriever: Retriever) -> Generator:
-    """The configured answer backend (``extractive``, ``hf:``, ``openai:``)."""
-    from rag.generate.factory import make_generator
-
-    return make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
-                          dense_weight=retriever.dense_weight_for, api_key=settings.openai_api_key)
-
-
-class KnowledgeBase:
-    """The index behind the server: its retriever (reopened when a new generation goes live), one
-    embedder and one answer backend for the whole process, and the backend's concurrency limit.
-
-    Example:
-        >>> kb = KnowledgeBase(Settings.resolve({"index_dir": "rag-index"}))
-        >>> kb.retriever().search("warranty", k=1).hits[0].page
-        3
-    """
-
-    def __init__(self, settings: Settings, generators: GeneratorFactory = default_generator,
-                 embedders: Callable[[str, int], Embedder] = load_embedder) -> None:
-        self.settings = settings
-        self.name = settings.index_dir.resolve().name
-        self._generators = generators
-        self._embedders = embedders
-        self._lock = threading.Lock()
-        self._loaded: dict[str, Embedder] = {}
-        self._retriever: Retriever | None = None
-        self._generation: Path | None = None
-        self._generator: Generator | None = None
-        self.generation_slots = threading.BoundedSemaphore(1 if settings.llm.startswith("hf:") else 16)
-        """One local model answers one question at a time; servers and extractive answers take more."""
-        self.stopped_streams = 0
-        """Streams whose client left before the answer was complete (their generation was stopped)."""
-
-    def embedder(self, name: str, batch_size: int = 32) -> Embedder:
-        with self._lock:
-            if name not in self._loaded:
-                self._loaded[name] = self._embedders(name, batch_size)
-            return self._loaded[name]
-
-    def retriever(self) -> Retriever:
-        generation = live_generation(self.settings.index_dir)
-        if generation is None:
-            raise IndexNotFoundError(f"no index yet at {self.name}: upload documents (POST /api/documents) or run rag ingest")
-        if self._retriever is not None and generation == self._generation:
-            return self._retriever
-        index = Index(generation)
-        name = choose_embedder(self.settings.embed_model, index.embedder["name"], self.settings.index_dir)
-        embedder = self.embedder(name, self.settings.embed_batch_size)
-        with self._lock:
-            if generation != self._generation:  # the previous generation stays on disk for requests still reading it
-                reranker = self._retriever.reranker if self._retriever is not None else (
-                    Reranker(self.settings.reranker) if self.settings.reranker else None)
-                self._retriever, self._generation = Retriever(index, embedder, reranker=reranker), generation
-            assert self._retriever is not None
-            return self._retriever
-
-    def pipeline(self, mode: Mode = Mode.FUSION, k: int = 5) -> AnswerPipeline:
-        retriever = self.retriever()
-        with self._lock:
-            if self._generator is None:
-                self._generator = self._generators(self.settings, retriever)
-            generator = self._generator
-        return AnswerPipeline(retriever, generator, mode=mode, k=k)
-
-    def warm_in_background(self) -> threading.Thread | None:
-        """Load the live generation and the answer backend now, as the first question would (see
-        :meth:`AnswerPipeline.warm_up`): at start and after each change to the documents. None before
-        the first ingest."""
-        if live_generation(self.settings.index_dir) is None:
-            return None
-        return in_background(lambda: self.pipeline().warm_up(), f"warming up {self.name}")
-
-    def answer_stream(self, pipeline: AnswerPipeline, question: str, history: list[Turn],
-                      stop: threading.Event) -> Iterator[str | Answer]:
-        """The pipeline's stream, holding one of the backend's slots while it generates."""
-        with self.generation_slots:
-            yield from pipeline.stream(question, history, stop=stop)
-
-    def answer(self, pipeline: AnswerPipeline, question: str, history: list[Turn]) -> Answer:
-        """The whole answer, generated under one of the backend's slots."""
-        return final_answer(self.answer_stream(pipeline, question, history, threading.Event()))
-
-    def documents(self) -> list[dict[str, Any]]:
-        """The live generation's files (read through the retriever's open index: no second copy in memory)."""
-        if live_generation(self.settings.index_dir) is None:
-            return []
-        return [{"id": document_id(f.path), "source": f.path, "name": Path(f.path).name, "pages": f.pages,
-                 "chunks": f.chunks, "status": f.status, "error": f.error or None,
-                 "uploaded": is_upload(Path(f.path), self.settings.index_dir)} for f in self.retriever().index.files()]
-
-    def ingestor(self) -> Any:
-        from ingest.pipeline import Ingestor
-
-        return Ingestor(self.settings, embedders=self.embedder, progress=False, lock_wait=600.0)
-
-
-def document_id(path: str) -> str:
-    """A document's id in URLs: stable for its path, free of the path's characters."""
-    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
-
 
 # request bodies ---------------------------------------------------------------------------------
 MAX_QUERY_CHARS = 4_000
@@ -287,37 +180,20 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse(_error(f"internal error ({type(exc).__name__})", "server_error"), status_code=500)
 
-    @app.get("/api/health", summary="Whether the server is up, and what it serves")
-    def health() -> dict[str, Any]:
-        generation = live_generation(kb.settings.index_dir)
-        return {"status": "ok", "knowledge_base": kb.name, "generation": generation.name if generation else None,
-                "llm": kb.settings.llm.split(":", 1)[0], "stopped_streams": kb.stopped_streams}
+    for router in (openai_routes(kb), native_routes(kb), document_routes(kb)):
+        app.include_router(router)
+    return app
 
-    @app.get("/v1/models", summary="The knowledge bases, as OpenAI models")
+
+def openai_routes(kb: KnowledgeBase) -> APIRouter:
+    """``/v1``: the knowledge base as an OpenAI model, answering chat completions."""
+    router = APIRouter(tags=["OpenAI-compatible"])
+
+    @router.get("/v1/models", summary="The knowledge bases, as OpenAI models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": kb.name, "object": "model", "created": 0, "owned_by": "rag"}]}
 
-    @app.post("/api/search", summary="Ranked passages: the `rag search --json` object")
-    async def search(body: SearchRequest) -> dict[str, Any]:
-        try:
-            filters = Filters.parse(tuple(body.paths), tuple(body.languages), body.pages)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
-
-        def run() -> dict[str, Any]:
-            result = kb.retriever().search(body.query, mode=body.mode, k=body.k, filters=filters or None, window=body.window)
-            return result.to_json()
-
-        return await run_in_threadpool(run)
-
-    @app.post("/api/ask", summary="A cited answer: the `rag ask --json` object")
-    async def ask(body: AskRequest) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            return kb.answer(kb.pipeline(body.mode, body.k), body.question, list(body.history)).to_json()
-
-        return await run_in_threadpool(run)
-
-    @app.post("/v1/chat/completions", summary="OpenAI chat completion answered from the documents")
+    @router.post("/v1/chat/completions", summary="OpenAI chat completion answered from the documents")
     async def chat(body: ChatRequest) -> Any:
         question, history = body.question_and_history()
         pipeline = await run_in_threadpool(kb.pipeline)
@@ -332,11 +208,51 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                 "citations": citations_json(answer), "refused": answer.refused}
 
-    @app.get("/api/documents", summary="The indexed documents")
+    return router
+
+
+def native_routes(kb: KnowledgeBase) -> APIRouter:
+    """``/api/health``, ``/api/search`` and ``/api/ask``: what ``rag search --json`` and ``rag ask --json`` print."""
+    router = APIRouter(tags=["search and answers"])
+
+    @router.get("/api/health", summary="Whether the server is up, and what it serves")
+    def health() -> dict[str, Any]:
+        generation = live_generation(kb.settings.index_dir)
+        return {"status": "ok", "knowledge_base": kb.name, "generation": generation.name if generation else None,
+                "llm": kb.settings.llm.split(":", 1)[0], "stopped_streams": kb.stopped_streams}
+
+    @router.post("/api/search", summary="Ranked passages: the `rag search --json` object")
+    async def search(body: SearchRequest) -> dict[str, Any]:
+        try:
+            filters = Filters.parse(tuple(body.paths), tuple(body.languages), body.pages)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+        def run() -> dict[str, Any]:
+            result = kb.retriever().search(body.query, mode=body.mode, k=body.k, filters=filters or None, window=body.window)
+            return result.to_json()
+
+        return await run_in_threadpool(run)
+
+    @router.post("/api/ask", summary="A cited answer: the `rag ask --json` object")
+    async def ask(body: AskRequest) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return kb.answer(kb.pipeline(body.mode, body.k), body.question, list(body.history)).to_json()
+
+        return await run_in_threadpool(run)
+
+    return router
+
+
+def document_routes(kb: KnowledgeBase) -> APIRouter:
+    """``/api/documents``: list, upload (the UI's upload rules) and remove documents."""
+    router = APIRouter(tags=["documents"])
+
+    @router.get("/api/documents", summary="The indexed documents")
     async def documents() -> dict[str, Any]:
         return {"documents": await run_in_threadpool(kb.documents)}
 
-    @app.post("/api/documents", summary="Upload files and ingest them (the UI's upload rules)")
+    @router.post("/api/documents", summary="Upload files and ingest them (the UI's upload rules)")
     async def upload(files: list[UploadFile] = File(...)) -> dict[str, Any]:
         limit = kb.settings.max_upload_mb
         saved, rejected = [], []
@@ -350,7 +266,7 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
         kb.warm_in_background()
         return {"saved": [p.name for p in saved], "rejected": rejected, "ingest": report}
 
-    @app.delete("/api/documents/{doc_id}", summary="Remove a document from the index (and an uploaded file from disk)")
+    @router.delete("/api/documents/{doc_id}", summary="Remove a document from the index (and an uploaded file from disk)")
     async def delete(doc_id: str) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             matches = [d["source"] for d in kb.documents() if d["id"] == doc_id]
@@ -368,7 +284,7 @@ def create_app(kb: KnowledgeBase, keys: ApiKeys, cors_origins: list[str] | None 
         except (IndexLockedError, EmbedderError) as exc:
             raise HTTPException(409, str(exc)) from exc
 
-    return app
+    return router
 
 
 async def _sse(kb: KnowledgeBase, pipeline: AnswerPipeline, question: str, history: list[Turn], completion_id: str,

@@ -6,8 +6,9 @@ A keyless server listens on loopback only, but a web page in the user's browser 
 cross-site form post (no preflight) or by pointing its own host name at 127.0.0.1 (DNS rebinding). The
 Host and Origin checks refuse both.
 
-Example:
-    >>> app.add_middleware(LoopbackGuard, allowed_origins=["http://localhost:3000"])
+Usage, on a FastAPI ``app`` (``create_app`` does this when no API keys are set)::
+
+    app.add_middleware(LoopbackGuard, allowed_origins=["http://localhost:3000"])
 """
 from __future__ import annotations
 

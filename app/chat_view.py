@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -18,6 +17,7 @@ from app.conversation import Conversation
 from app.i18n import Texts
 from app.preferences import Preferences
 from app.safe_markdown import escape, linked_markers, marked, one_line
+from rag.config import Settings
 from rag.feedback import Feedback, FeedbackStore
 from rag.index import Index
 from rag.pipeline import Answer, Stage
@@ -26,7 +26,7 @@ CHAT_PARAMETER = "chat"
 """The query parameter naming the conversation of a browser tab."""
 
 
-def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t: Texts, question: str | None,
+def render(settings: Settings, index: Index, prefs: Preferences, t: Texts, question: str | None,
            api_key: str | None = None) -> None:
     """The conversation so far, then ``question`` (from the pinned input) answered as it streams."""
     conversation = current_conversation()
@@ -34,13 +34,13 @@ def render(index_dir: Path, index: Index, prefs: Preferences, batch_size: int, t
     if new_chat.button(t("new_chat"), key="new-chat", icon=":material/add_comment:"):
         conversation = start_conversation()
         st.session_state.pop("open_source", None)
-    store = FeedbackStore(index_dir)
+    store = FeedbackStore(settings.index_dir)
     for turn, (asked, answer) in enumerate(zip(conversation.questions, conversation.answers, strict=True)):
         st.chat_message("user").markdown(escape(asked))
         with st.chat_message("assistant"):
             _answer_block(answer, turn, conversation, store, t, index.store.page_lines)
     if question:
-        _ask(question, index, prefs, batch_size, conversation, store, t, api_key)
+        _ask(question, settings, prefs, conversation, store, t, api_key)
     # drawn last, into its slot above the messages: it holds the exchange just answered
     export.download_button(t("export"), conversation.to_markdown(), file_name="conversation.md", mime="text/markdown",
                            key="export", disabled=not conversation.answers, icon=":material/download:")
@@ -89,7 +89,7 @@ def _answer_markdown(answer: Answer, turn: int) -> str:
     return f"_{escape(answer.header)}_\n\n{linked_markers(marked(body, answer.unsupported, 'red'), link)}"
 
 
-def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conversation: Conversation,
+def _ask(question: str, settings: Settings, prefs: Preferences, conversation: Conversation,
          store: FeedbackStore, t: Texts, api_key: str | None = None) -> None:
     """Stream the answer under its stage ("searching", "reading", "writing"). The input's stop button
     (or any click) ends the run: the model is stopped and what it wrote so far is kept, marked stopped."""
@@ -105,7 +105,7 @@ def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conve
 
         show("searching")
         try:
-            pipeline = resources.answer_pipeline(index, prefs, batch_size, api_key)
+            pipeline = resources.answer_pipeline(settings, prefs, api_key)
 
             def pieces() -> Iterator[str]:
                 for item in pipeline.stream(question, conversation.history, stop=stop, on_stage=show):
@@ -127,8 +127,8 @@ def _ask(question: str, index: Index, prefs: Preferences, batch_size: int, conve
             stop.set()  # whatever ended the stream ends the model's generation too
             stage_slot.empty()
         answer = final[0]
-        _answer_block(answer, conversation.add(question, answer), conversation, store, t, index.store.page_lines,
-                      text_slot=placeholder)
+        _answer_block(answer, conversation.add(question, answer), conversation, store, t,
+                      pipeline.retriever.index.store.page_lines, text_slot=placeholder)
 
 
 def _stopped(question: str, written: str, t: Texts) -> Answer:

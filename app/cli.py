@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from app.cli_common import embedder_option, fatal, open_retriever, settings_from, storage_failure
+from app.cli_common import embedder_option, fatal, open_knowledge_base, settings_from, storage_failure
+from app.environment import prepare_process
 from app.finetune_cli import finetune
 from rag.config import OCR_MODES
 from rag.retrieve.retriever import Mode
@@ -31,6 +32,7 @@ def main() -> None:
         rag ingest ~/papers --index ./rag-index
         rag ui --index ./rag-index
     """
+    prepare_process()
 
 
 @main.command(epilog="Example:  rag ingest ./papers ./reports --index ./rag-index --prune --json")
@@ -192,7 +194,7 @@ def search(ctx: click.Context, query: str | None, index_dir: Path | None, mode: 
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param_hint="--pages") from exc
     queries = [query] if query is not None else _read_batch(queries_file, "text")  # type: ignore[arg-type]
-    retriever = open_retriever(settings)
+    retriever = open_knowledge_base(settings).retriever()
     for text in queries:
         result = retriever.search(text, mode=mode, k=k, filters=filters or None, rerank=rerank, window=window)
         if as_json or queries_file is not None:
@@ -217,19 +219,16 @@ def ask(ctx: click.Context, question: str | None, index_dir: Path | None, llm: s
         mode: str, k: int, questions_file: Path | None, as_json: bool, embed_model: str | None) -> None:
     """Answer QUESTION from your documents, citing file and page; says so when they do not hold the answer."""
     from rag.generate.base import GenerationError
-    from rag.generate.factory import make_generator
-    from rag.pipeline import Answer, AnswerPipeline
+    from rag.pipeline import Answer
 
     if (question is None) == (questions_file is None):
         raise click.UsageError("give a QUESTION or --questions FILE (not both)", ctx)
     settings = settings_from(ctx, index_dir=index_dir, llm=llm, adapter=adapter, embed_model=embed_model)
-    retriever = open_retriever(settings)
+    kb = open_knowledge_base(settings)
     try:
-        generator = make_generator(settings.llm, retriever.embedder, retriever.tokenizer, settings.adapter,
-                                   dense_weight=retriever.dense_weight_for, api_key=settings.openai_api_key)
+        pipeline = kb.pipeline(Mode(mode), k)
     except GenerationError as exc:
         fatal(str(exc))
-    pipeline = AnswerPipeline(retriever, generator, mode=Mode(mode), k=k)
     questions = [question] if question is not None else _read_batch(questions_file, "question")  # type: ignore[arg-type]
     streaming = not (as_json or questions_file is not None)
     for text in questions:
@@ -285,7 +284,7 @@ def evaluate(ctx: click.Context, dataset: Path | None, modes: str, k: int, out: 
     if synthetic:
         from eval.synthetic import synthetic_cases
 
-        retriever = open_retriever(settings)
+        retriever = open_knowledge_base(settings).retriever()
         cases = synthetic_cases(retriever.index, retriever.tokenizer, synthetic)
         text = "\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n"
         if out:
@@ -358,6 +357,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _refuse_unprotected(host: str, protected: bool, what: str, remedy: str) -> None:
+    """Exit with status 2 when a server would listen beyond loopback without access control."""
+    if not protected and not _is_loopback(host):
+        click.echo(f"error: refusing to serve {what}: anyone who can reach it could read your documents; {remedy}, "
+                   "or bind 127.0.0.1", err=True)
+        sys.exit(2)
+
+
 @main.command(epilog="Example:  rag serve --index ./rag-index --port 8000   (then: curl 127.0.0.1:8000/api/health)")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env RAG_INDEX; default ./rag-index].")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -378,18 +385,16 @@ def serve(ctx: click.Context, index_dir: Path | None, host: str, port: int, keys
     """
     import uvicorn
 
-    from app.api import KnowledgeBase, create_app
+    from app.api import create_app
     from app.api_keys import ApiKeys, KeysError
+    from app.knowledge_base import KnowledgeBase
 
     settings = settings_from(ctx, index_dir=index_dir, llm=llm, adapter=adapter)
     try:
         keys = ApiKeys.load(os.environ, keys_file)
     except KeysError as exc:
         fatal(str(exc))
-    if not keys and not _is_loopback(host):
-        click.echo(f"error: refusing to serve on {host} without API keys: anyone who can reach it could read your "
-                   "documents; set RAG_API_KEYS or --keys-file, or bind 127.0.0.1", err=True)
-        sys.exit(2)
+    _refuse_unprotected(host, bool(keys), f"on {host} without API keys", "set RAG_API_KEYS or --keys-file")
     kb = KnowledgeBase(settings)
     _warming(kb.warm_in_background())
     app = create_app(kb, keys, list(cors_origins))
@@ -439,11 +444,9 @@ def ui(ctx: click.Context, index_dir: Path | None, host: str, port: int) -> None
     if weak:
         click.echo(f"error: {weak}", err=True)
         sys.exit(2)
-    if not _is_loopback(host) and not os.environ.get("RAG_UI_PASSWORD") and not auth_configured(Path.cwd()):
-        click.echo(f"error: refusing to serve the UI on {host} without a password: anyone who can reach it could read "
-                   "your documents; set RAG_UI_PASSWORD or configure Streamlit authentication ([auth] in "
-                   ".streamlit/secrets.toml), or bind 127.0.0.1", err=True)
-        sys.exit(2)
+    _refuse_unprotected(host, bool(os.environ.get("RAG_UI_PASSWORD")) or auth_configured(Path.cwd()),
+                        f"the UI on {host} without a password",
+                        "set RAG_UI_PASSWORD or configure Streamlit authentication ([auth] in .streamlit/secrets.toml)")
     from streamlit.web import cli as streamlit_cli
 
     from app import resources

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -27,7 +27,7 @@ def settings_from(ctx: click.Context, **flags: Any) -> Settings:
         raise click.UsageError(str(exc), ctx) from exc
 
 
-def fatal(message: str) -> None:
+def fatal(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_FATAL)
 
@@ -45,12 +45,19 @@ def storage_failure(exc: Exception, folder: Path) -> str:
     return f"No space left on device ({reason})" if full else reason
 
 
-def open_retriever(settings: Settings) -> Any:
+def open_knowledge_base(settings: Settings) -> Any:
+    """The knowledge base at ``settings.index_dir`` with its retriever open, or a one-line error: no index,
+    another embedder named, or no passages in it."""
+    from app.knowledge_base import KnowledgeBase
     from rag.embed import EmbedderError
     from rag.index import EmbedderMismatchError, IndexNotFoundError
-    from rag.retrieve import Retriever
 
+    kb = KnowledgeBase(settings)
     try:
-        return Retriever.open(settings.index_dir, settings)
+        retriever = kb.retriever()
     except (IndexNotFoundError, EmbedderMismatchError, EmbedderError) as exc:
         fatal(str(exc))
+    if retriever.index.is_empty():
+        fatal(f"{settings.index_dir}: the knowledge base holds no passages yet (its folder had no readable documents); "
+              f"add some and run `rag ingest FOLDER --index {settings.index_dir}`")
+    return kb

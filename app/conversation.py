@@ -16,8 +16,16 @@ class Conversation:
     """The exchanges of one chat, in order; ``id`` names it in stored feedback.
 
     Example:
+        >>> from pathlib import Path
+        >>> from rag.config import Settings
+        >>> from rag.generate.extractive import ExtractiveGenerator
+        >>> from rag.pipeline import AnswerPipeline
+        >>> from rag.retrieve import Retriever
+        >>> retriever = Retriever.open(Path("rag-index"), Settings.resolve({}, env={}))
+        >>> pipeline = AnswerPipeline(retriever, ExtractiveGenerator(retriever.embedder, retriever.tokenizer))
         >>> chat = Conversation()
         >>> chat.add("How long is the warranty?", pipeline.answer("How long is the warranty?"))
+        0
         >>> chat.to_markdown().splitlines()[0]
         '# Conversation'
     """

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from app.cli_common import fatal, open_retriever, settings_from
+from app.cli_common import fatal, open_knowledge_base, settings_from
 
 EXAMPLE = """\b
 Example (from an index to a served adapter):
@@ -47,12 +47,12 @@ def finetune() -> None:
 def data(ctx: click.Context, index_dir: Path | None, out: Path, questions_file: Path | None, llm: str | None, n: int,
          distractors: int, no_oracle_share: float, validation_share: float, seed: int) -> None:
     """Build RAFT training examples from your index: a question, its passage among distractors, a cited answer."""
-    from rag.finetune.examples import DataError, RaftBuilder, pseudo_questions, user_questions, write_examples, written_questions
+    from finetune.examples import DataError, RaftBuilder, pseudo_questions, user_questions, write_examples, written_questions
     from rag.generate.base import GenerationError
     from rag.generate.factory import make_generator
 
     settings = settings_from(ctx, index_dir=index_dir, llm=llm)
-    retriever = open_retriever(settings)
+    retriever = open_knowledge_base(settings).retriever()
     try:
         if questions_file:
             cases, skipped = user_questions(questions_file, retriever, limit=n)
@@ -106,9 +106,9 @@ def train(base: Path, data_path: Path, out: Path, epochs: float, max_steps: int,
     """Train a LoRA adapter on the train split (loss on the answers only); OUT appears only on success."""
     import torch
 
-    from rag.finetune.examples import DataError
-    from rag.finetune.model import ModelError
-    from rag.finetune.train import TrainOptions, checkpoint_folder, train_adapter
+    from finetune.examples import DataError
+    from finetune.model import ModelError
+    from finetune.train import TrainOptions, checkpoint_folder, train_adapter
 
     options = TrainOptions(epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
                            lora_r=lora_r, lora_alpha=2 * lora_r, max_length=max_length, save_steps=save_steps, seed=seed,
@@ -148,9 +148,9 @@ def evaluate(base: Path, adapter: Path | None, data_path: Path, out: Path, max_n
     abstention accuracy and validation loss, through the answer pipeline."""
     import torch
 
-    from rag.finetune.evaluate import METRICS, evaluate_adapter, write_report
-    from rag.finetune.examples import DataError
-    from rag.finetune.model import ModelError
+    from finetune.evaluate import METRICS, evaluate_adapter, write_report
+    from finetune.examples import DataError
+    from finetune.model import ModelError
     from rag.generate.base import GenerationError
 
     try:
@@ -180,7 +180,7 @@ def _figure(value: Any) -> str:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The merged model folder to create.")
 def merge(base: Path, adapter: Path, out: Path) -> None:
     """Fold the adapter into the base: a plain model folder that transformers or vLLM serve directly."""
-    from rag.finetune.model import ModelError, merge_adapter
+    from finetune.model import ModelError, merge_adapter
 
     try:
         merge_adapter(base, adapter, out)

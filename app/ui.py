@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from app import chat_view, kb_view, resources, sources_view
 from app.access import FailedAttempts, auth_configured, password_problem
+from app.environment import prepare_process
 from app.i18n import LANGUAGES, Texts, pick_language
 from app.preferences import BACKENDS, Preferences
 from rag.config import ConfigError, Settings
@@ -119,6 +120,7 @@ def warm_at_start(index_dir: str, _settings: Settings) -> None:
 
 
 def main() -> None:
+    prepare_process()
     st.set_page_config(page_title="rag · your documents", page_icon=page_icon(), layout="wide")
     try:
         settings = Settings.resolve({"index_dir": Path(os.environ.get("RAG_INDEX", "rag-index"))})
@@ -145,7 +147,7 @@ def main() -> None:
         if index is None:
             st.info(t("no_index"))
         else:
-            chat_view.render(settings.index_dir, index, prefs, settings.embed_batch_size, t, question,
+            chat_view.render(settings, index, prefs, t, question,
                              prefs.operator_key(settings))
     with documents_tab:
         kb_view.render(settings, index, t)

@@ -16,10 +16,11 @@ class WatchedFolders:
     deletions applied (see :class:`ingest.watch.FolderWatcher`), and ``on_sync`` hears each one.
 
     Example:
-        >>> folders = WatchedFolders(load_embedder, on_sync=lambda settings, result: None)
-        >>> folders.watch(settings, Path("~/papers").expanduser())
-        >>> [str(folder) for folder, _ in folders.of(settings.index_dir)]
-        ['/home/me/papers']
+    Usage, keeping ``~/papers`` in step with the index of ``settings``::
+
+        folders = WatchedFolders(load_embedder, on_sync=lambda settings, result: None)
+        folders.watch(settings, Path("~/papers").expanduser())
+        [str(folder) for folder, _ in folders.of(settings.index_dir)]  # ['/home/me/papers']
     """
 
     def __init__(self, embedders: Callable[[str, int], Embedder],

@@ -24,11 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.finetune.examples import write_examples  # noqa: E402
-from rag.finetune.model import load_tokenizer  # noqa: E402
-from rag.finetune.train import TrainOptions, encode, train_adapter  # noqa: E402
+from finetune.examples import write_examples  # noqa: E402
+from finetune.model import load_tokenizer  # noqa: E402
+from finetune.train import TrainOptions, encode, train_adapter  # noqa: E402
 from rag.generate.prompt import Passage, build_messages  # noqa: E402
-from tests.tiny_models import SENTENCES, make_causal_lm  # noqa: E402
+from testkit.tiny_models import SENTENCES, make_causal_lm  # noqa: E402
 
 QWEN2_VOCAB = 151_936
 CONFIGS: dict[str, dict[str, Any]] = {

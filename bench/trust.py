@@ -44,7 +44,7 @@ from rag.index import Index  # noqa: E402
 from rag.pipeline import AnswerPipeline  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 from rag.specifics import letters  # noqa: E402
-from tests.fake_llm_server import FakeLLMServer  # noqa: E402
+from testkit.fake_llm_server import FakeLLMServer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PLANTED = {

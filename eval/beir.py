@@ -1,18 +1,19 @@
 """Datasets in the BEIR layout: corpus.jsonl, queries.jsonl and qrels/{split}.tsv (graded relevance).
 
 Example:
-    >>> dataset = load_beir(Path("../shared/eval/scifact"))
-    >>> len(dataset.queries), dataset.qrels["1"]
-    (300, {'31715818': 1})
+    >>> dataset = load_beir(Path("beir"))  # beir/corpus.jsonl, beir/queries.jsonl, beir/qrels/test.tsv
+    >>> len(dataset.queries), dataset.qrels["q1"]
+    (4, {'lumen-l2-guide.pdf': 1})
 """
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rag.jsonl import read_jsonl
 
 
 class DatasetError(ValueError):
@@ -38,18 +39,7 @@ class Dataset:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from exc
-    return rows
+    return [row for _, row in read_jsonl(path, DatasetError)]
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:

@@ -6,7 +6,6 @@ come from ``rag eval --synthetic``, from thumbs-up feedback, or are written by h
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,23 +13,18 @@ from typing import Any
 from eval.beir import Dataset, DatasetError, Query
 from eval.runner import QueryRun, summarise
 from rag.config import Settings
+from rag.jsonl import read_jsonl
 from rag.retrieve import Mode, Retriever
 
 
 def load_cases(path: Path) -> Dataset:
     queries, qrels = [], {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    expected = "needs a JSON object with question and source"
+    for number, case in read_jsonl(path, DatasetError, expected):
         try:
-            case = json.loads(line)
             question, source = case["question"], str(Path(case["source"]).expanduser().resolve())
         except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{path}:{number}: needs a JSON object with question and source ({exc})") from exc
+            raise DatasetError(f"{path}:{number}: {expected} ({exc})") from exc
         unit = f"{source}#{case['page']}" if case.get("page") else source
         answers = [case["answer"]] if case.get("answer") else []
         queries.append(Query(str(number), question, {"answers": answers, "by_page": bool(case.get("page"))}))

@@ -1,7 +1,11 @@
 """What changed between two evaluation reports (``report.json`` files of ``rag eval``).
 
 Example:
-    >>> print(compare_reports(json.load(open("a/report.json")), json.load(open("b/report.json"))))
+    >>> before = {"dataset": "scifact", "modes": {"hybrid": {"ndcg@10": 0.70, "p50_ms": 40.0}}, "settings": {"k": 10}}
+    >>> after = {"dataset": "scifact", "modes": {"hybrid": {"ndcg@10": 0.73, "p50_ms": 38.5}}, "settings": {"k": 20}}
+    >>> comparison = compare_reports(before, after)
+    >>> comparison["modes"]["hybrid"]["ndcg@10"], comparison["settings_changed"]
+    ({'before': 0.7, 'after': 0.73, 'change': 0.03}, {'k': {'before': 10, 'after': 20}})
 """
 from __future__ import annotations
 

@@ -5,7 +5,10 @@ lives in ``CACHE/eval/NAME-FINGERPRINT-SETTINGS`` and is reused while the datase
 (the ingest finds every file unchanged and embeds nothing).
 
 Example:
-    >>> index_dir, id_of = build_index(dataset, Settings.resolve(), cache=Path("~/.cache/rag").expanduser())
+    >>> from eval.beir import load_beir
+    >>> index_dir, id_of = build_index(load_beir(Path("beir")), Settings.resolve({}, env={}), progress=False)
+    >>> sorted(id_of.values())[:2]
+    ['handbook.md', 'lumen-l2-guide.pdf']
 """
 from __future__ import annotations
 

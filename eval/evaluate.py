@@ -1,9 +1,9 @@
 """One evaluation run over a BEIR dataset: every mode side by side, significance, answers, report data.
 
 Example:
-    >>> report = evaluate(Path("../shared/eval/scifact"), Settings.resolve(), [Mode.BM25, Mode.HYBRID], k=10)
-    >>> report["modes"]["hybrid"]["ndcg@10"]
-    0.7365
+    >>> report = evaluate(Path("beir"), Settings.resolve({}, env={}), [Mode.BM25, Mode.HYBRID], k=10, progress=False)
+    >>> report["modes"]["hybrid"]["recall@10"], sorted(report["modes"])
+    (1.0, ['bm25', 'hybrid'])
 """
 from __future__ import annotations
 

@@ -1,10 +1,14 @@
-"""Ranking metrics with their standard definitions (graded relevance, log2 discount).
+"""Ranking metrics as trec_eval defines them, computed by pytrec_eval (the reference BEIR reports with),
+and answer metrics.
 
 ``ranked`` is a list of document ids, best first; ``relevant`` maps document id to grade (> 0 relevant).
+nDCG's gain is the grade itself with a log2 discount, as in trec_eval and BEIR (not 2^grade - 1).
 
 Example:
-    >>> ndcg_at_k(["a", "b"], {"b": 1}, 10)
-    0.6309297535714575
+    >>> round(ndcg_at_k(["a", "b"], {"b": 1}, 10), 4)
+    0.6309
+    >>> ranking_metrics(["a", "b"], {"b": 2, "c": 1}, 1)["recall@1"]
+    0.0
 """
 from __future__ import annotations
 
@@ -12,43 +16,33 @@ import math
 from collections.abc import Mapping, Sequence
 
 
-def dcg(grades: Sequence[float]) -> float:
-    return sum((2 ** g - 1) / math.log2(i + 2) for i, g in enumerate(grades))
+def _trec(ranked: Sequence[str], relevant: Mapping[str, int], measures: set[str]) -> dict[str, float]:
+    """pytrec_eval's values of ``measures`` (its names, such as ``ndcg_cut.10``) for one ranking, keyed as it
+    keys them (``ndcg_cut_10``); all 0 when nothing is ranked or nothing is relevant."""
+    import pytrec_eval
+
+    documents = list(dict.fromkeys(ranked))
+    if not documents or not any(g > 0 for g in relevant.values()):
+        return {m.replace(".", "_"): 0.0 for m in measures}
+    # trec_eval orders a run by score (ties by document id), so each rank gets its own score
+    run = {"q": {d: float(len(documents) - rank) for rank, d in enumerate(documents)}}
+    return pytrec_eval.RelevanceEvaluator({"q": {d: int(g) for d, g in relevant.items()}}, measures).evaluate(run)["q"]
+
+
+def ranking_metrics(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> dict[str, float]:
+    """nDCG, recall, precision, MRR and hit rate at ``k``, recall at 100 and MAP of one ranking, in one pass."""
+    full = _trec(ranked, relevant, {f"ndcg_cut.{k}", f"recall.{k}", "recall.100", f"P.{k}", "map"})
+    reciprocal = _trec(ranked[:k], relevant, {"recip_rank"})["recip_rank"]
+    return {f"ndcg@{k}": full[f"ndcg_cut_{k}"], f"recall@{k}": full[f"recall_{k}"], "recall@100": full["recall_100"],
+            f"precision@{k}": full[f"P_{k}"], f"mrr@{k}": reciprocal, f"hit_rate@{k}": float(reciprocal > 0), "map": full["map"]}
 
 
 def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    ideal = dcg(sorted((g for g in relevant.values() if g > 0), reverse=True)[:k])
-    return dcg([relevant.get(d, 0) for d in ranked[:k]]) / ideal if ideal else 0.0
+    return _trec(ranked, relevant, {f"ndcg_cut.{k}"})[f"ndcg_cut_{k}"]
 
 
 def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    wanted = {d for d, g in relevant.items() if g > 0}
-    return len(wanted.intersection(ranked[:k])) / len(wanted) if wanted else 0.0
-
-
-def precision_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    return sum(1 for d in ranked[:k] if relevant.get(d, 0) > 0) / k
-
-
-def mrr_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    for rank, doc in enumerate(ranked[:k], start=1):
-        if relevant.get(doc, 0) > 0:
-            return 1.0 / rank
-    return 0.0
-
-
-def hit_rate_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    return 1.0 if any(relevant.get(d, 0) > 0 for d in ranked[:k]) else 0.0
-
-
-def average_precision(ranked: Sequence[str], relevant: Mapping[str, int]) -> float:
-    wanted = sum(1 for g in relevant.values() if g > 0)
-    found, total = 0, 0.0
-    for rank, doc in enumerate(ranked, start=1):
-        if relevant.get(doc, 0) > 0:
-            found += 1
-            total += found / rank
-    return total / wanted if wanted else 0.0
+    return _trec(ranked, relevant, {f"recall.{k}"})[f"recall_{k}"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

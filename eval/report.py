@@ -1,7 +1,12 @@
 """Evaluation reports: JSON for machines, Markdown and a self-contained HTML page with plots for people.
 
 Example:
-    >>> write_reports(report, Path("eval-out/scifact"))   # report.json, report.md, report.html
+    >>> from eval.evaluate import evaluate
+    >>> from rag.config import Settings
+    >>> from rag.retrieve import Mode
+    >>> report = evaluate(Path("beir"), Settings.resolve({}, env={}), [Mode.BM25, Mode.HYBRID], k=10, progress=False)
+    >>> sorted(path.name for path in write_reports(report, Path("eval-out/demo")).values())
+    ['report.html', 'report.json', 'report.md']
 """
 from __future__ import annotations
 

@@ -1,9 +1,15 @@
 """Running retrieval modes over a dataset and scoring them per query.
 
 Example:
-    >>> runs = run_modes(retriever, dataset, id_of, [Mode.BM25, Mode.HYBRID], k=10)
-    >>> summarise(runs[Mode.HYBRID], k=10)["ndcg@10"]
-    0.73
+    >>> from pathlib import Path
+    >>> from eval.beir import load_beir
+    >>> from eval.corpus_index import build_index
+    >>> from rag.config import Settings
+    >>> dataset = load_beir(Path("beir"))
+    >>> index_dir, id_of = build_index(dataset, Settings.resolve({}, env={}), progress=False)
+    >>> runs = run_modes(Retriever.open(index_dir, Settings.resolve({}, env={}), dedup=False), dataset, id_of, [Mode.BM25, Mode.HYBRID])
+    >>> summarise(runs[Mode.HYBRID], dataset, k=10)["hit_rate@10"]
+    1.0
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eval.beir import Dataset
-from eval.metrics import average_precision, hit_rate_at_k, mrr_at_k, ndcg_at_k, percentile, precision_at_k, recall_at_k
+from eval.metrics import percentile, ranking_metrics
 from rag.retrieve import Mode, Retriever
 
 DOCUMENT_DEPTH = 100
@@ -47,16 +53,7 @@ def run_modes(retriever: Retriever, dataset: Dataset, id_of: dict[str, str], mod
 
 
 def per_query_metrics(run: QueryRun, dataset: Dataset, k: int) -> dict[str, float]:
-    relevant = dataset.qrels[run.query_id]
-    return {
-        f"ndcg@{k}": ndcg_at_k(run.ranked, relevant, k),
-        f"recall@{k}": recall_at_k(run.ranked, relevant, k),
-        "recall@100": recall_at_k(run.ranked, relevant, 100),
-        f"precision@{k}": precision_at_k(run.ranked, relevant, k),
-        f"mrr@{k}": mrr_at_k(run.ranked, relevant, k),
-        f"hit_rate@{k}": hit_rate_at_k(run.ranked, relevant, k),
-        "map": average_precision(run.ranked, relevant),
-    }
+    return ranking_metrics(run.ranked, dataset.qrels[run.query_id], k)
 
 
 def summarise(runs: Sequence[QueryRun], dataset: Dataset, k: int) -> dict[str, float]:

@@ -5,9 +5,10 @@ keywords, or one of its sentences with its content words only): easier than real
 labelled so.
 
 Example:
-    >>> cases = synthetic_cases(Index.open(Path("rag-index")), BM25Tokenizer(), n=50)
-    >>> cases[0]["kind"]
-    'keywords'
+    >>> from pathlib import Path
+    >>> cases = synthetic_cases(Index.open(Path("rag-index")), BM25Tokenizer(), n=5)
+    >>> len(cases), {case["kind"] for case in cases} <= {"keywords", "sentence"}
+    (5, True)
 """
 from __future__ import annotations
 

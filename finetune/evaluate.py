@@ -10,10 +10,10 @@ Each example's own passages go through the answer pipeline's generation step
 - ``abstention_accuracy``: no-oracle examples refused;
 - ``val_loss``: mean loss per answer token, as in training.
 
-Example:
-    >>> report = evaluate_adapter(Path("Qwen2.5-0.5B-Instruct"), Path("my-lora"), Path("raft.jsonl"))
-    >>> sorted(report["adapter"])[:2]
-    ['abstention_accuracy', 'answered']
+Usage, with a base model folder and an adapter trained by ``rag finetune train``::
+
+    report = evaluate_adapter(Path("Qwen2.5-0.5B-Instruct"), Path("my-lora"), Path("raft.jsonl"))
+    sorted(report["adapter"])[:2]  # ['abstention_accuracy', 'answered']
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.finetune.examples import DataError, read_examples
-from rag.finetune.model import check_causal_lm, load_tokenizer
-from rag.finetune.train import IGNORE, encode
+from finetune.examples import DataError, read_examples
+from finetune.model import check_causal_lm, load_tokenizer
+from finetune.train import IGNORE, encode
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import Passage, fit_passages
 from rag.pipeline import Reply, generate_reply

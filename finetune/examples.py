@@ -6,10 +6,12 @@ The context is numbered and delimited by :func:`rag.generate.prompt.build_messag
 prompt, so the model is trained on exactly what it is served.
 
 Example:
-    >>> cases = pseudo_questions(retriever, n=200)
-    >>> examples = RaftBuilder(retriever, distractors=4).build(cases)
-    >>> examples[0]["messages"][-1]["role"], examples[0]["split"]
-    ('assistant', 'train')
+    >>> from rag.config import Settings
+    >>> retriever = Retriever.open(Path("rag-index"), Settings.resolve({}, env={}))
+    >>> cases = pseudo_questions(retriever, n=20)
+    >>> examples = RaftBuilder(retriever, distractors=2).build(cases)
+    >>> examples[0]["messages"][-1]["role"], {e["split"] for e in examples} <= {"train", "validation"}
+    ('assistant', True)
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from eval.synthetic import PSEUDO_LABEL, synthetic_cases
@@ -27,6 +29,7 @@ from rag.generate.base import Generator
 from rag.generate.extractive import ExtractiveGenerator
 from rag.generate.prompt import NOT_FOUND_MARKER, Passage, build_messages
 from rag.index.store import ChunkRow
+from rag.jsonl import read_jsonl
 from rag.retrieve import Filters, Mode, Retriever
 from rag.text import split_sentences
 
@@ -59,21 +62,20 @@ def user_questions(path: Path, retriever: Retriever, limit: int | None = None) -
     chunk of it picks that chunk. Without a source, the best-ranked chunk of the whole index is taken.
     The gold answer is the given answer, else the quote (the sentence an up-voted answer rested on).
     """
-    try:
-        lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the questions ({exc})") from exc
+    expected = "expected a JSON object with a question (and a whole-number page)"
+    lines = read_jsonl(path, DataError, expected, contents="the questions")
     cases, skipped = [], 0
-    for number, line in lines[:limit]:
+    indexed = [record.path for record in retriever.index.files()]
+    for number, item in lines[:limit]:
         try:
-            item = json.loads(line)
             question = str(item["question"]).strip()
             page = int(item["page"]) if item.get("page") else None
         except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}:{number}: expected a JSON object with a question (and a whole-number page) ({exc})") from exc
+            raise DataError(f"{path}:{number}: {expected} ({exc})") from exc
         if not question:
             raise DataError(f"{path}:{number}: the question is empty")
-        oracle = _oracle_for(retriever, question, item, page)
+        source = indexed_source(str(item["source"]), indexed, f"{path}:{number}") if item.get("source") else None
+        oracle = _oracle_for(retriever, question, item, source, page)
         if oracle is None:
             skipped += 1
             continue
@@ -82,10 +84,32 @@ def user_questions(path: Path, retriever: Retriever, limit: int | None = None) -
     return cases, skipped
 
 
-def _oracle_for(retriever: Retriever, question: str, item: dict[str, Any], page: int | None) -> ChunkRow | None:
+def indexed_source(source: str, indexed: Sequence[str], where: str) -> str | None:
+    """The indexed file a question's ``source`` names: its path, or a file name or trailing part of a path
+    as citations show it (``"acl2020-main-447.pdf"``, ``"papers/report.pdf"``); None when no indexed file
+    matches. A name that several indexed files end with is an error that lists them.
+
+    Example:
+        >>> indexed_source("b.pdf", ["/docs/a.pdf", "/docs/x/b.pdf"], "q.jsonl:1")
+        '/docs/x/b.pdf'
+    """
+    wanted = PurePath(source.replace("\\", "/"))
+    resolved = str(Path(source).expanduser().resolve())
+    if resolved in indexed:
+        return resolved
+    parts = wanted.parts
+    matches = [path for path in indexed if PurePath(path).parts[-len(parts):] == parts] if parts else []
+    if len(matches) > 1:
+        raise DataError(f"{where}: source {source!r} matches {len(matches)} indexed files ({', '.join(sorted(matches))}); "
+                        "give more of its path")
+    return matches[0] if matches else None
+
+
+def _oracle_for(retriever: Retriever, question: str, item: dict[str, Any], source: str | None, page: int | None) -> ChunkRow | None:
     filters = None
     if item.get("source"):
-        source = str(Path(str(item["source"])).expanduser().resolve())
+        if source is None:
+            return None
         filters = Filters(paths=(source,), pages=(page, page) if page else None)
     hits = retriever.search(question, mode=Mode.HYBRID, k=20, filters=filters, rerank=False).hits
     for needle in (item.get("quote"), item.get("answer")):
@@ -122,9 +146,13 @@ class RaftBuilder:
     target; such an example keeps its oracle when no other document of its split is left to fill it.
 
     Example:
-        >>> builder = RaftBuilder(retriever, distractors=3, no_oracle_share=0.2, seed=1)
-        >>> [e["split"] for e in builder.build(cases)][:3]
-        ['train', 'validation', 'train']
+        >>> from rag.config import Settings
+        >>> retriever = Retriever.open(Path("rag-index"), Settings.resolve({}, env={}))
+        >>> builder = RaftBuilder(retriever, distractors=2, no_oracle_share=0.2, seed=1)
+        >>> cases = pseudo_questions(retriever, n=20)
+        >>> examples = builder.build(cases)
+        >>> len(examples) == len(cases), sum(e["oracle"] is None for e in examples) > 0
+        (True, True)
     """
 
     def __init__(self, retriever: Retriever, distractors: int = 4, no_oracle_share: float = 0.2,
@@ -247,16 +275,9 @@ def write_examples(examples: Sequence[dict[str, Any]], path: Path) -> None:
 
 def read_examples(path: Path) -> list[dict[str, Any]]:
     """The examples of a ``rag finetune data`` file, checked; raises :class:`DataError` naming the line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the training data ({exc})") from exc
     examples = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, example in read_jsonl(path, DataError, "not a training example", contents="the training data"):
         try:
-            example = json.loads(line)
             messages = example["messages"]
             valid = (example.get("split") in ("train", "validation") and isinstance(messages, list) and len(messages) >= 2
                      and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in messages)

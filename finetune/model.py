@@ -1,9 +1,9 @@
 """The base model and its adapters on disk: loading a causal LM to train, hashing it, merging an
 adapter into it, and publishing output folders all at once.
 
-Example:
-    >>> merge_adapter(Path("Qwen2.5-0.5B-Instruct"), Path("my-lora"), Path("qwen-merged"))
-    PosixPath('qwen-merged')
+Usage, with a base model folder and an adapter trained by ``rag finetune train``::
+
+    merge_adapter(Path("Qwen2.5-0.5B-Instruct"), Path("my-lora"), Path("qwen-merged"))  # PosixPath('qwen-merged')
 """
 from __future__ import annotations
 

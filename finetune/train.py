@@ -4,10 +4,10 @@ The loss is on the answer tokens only: the prompt is the chat template applied t
 user messages with the generation prompt, exactly as :class:`rag.generate.hf.HuggingFaceGenerator`
 serves it; the target follows, ended by the end-of-sequence token.
 
-Example:
-    >>> run = train_adapter(Path("Qwen2.5-0.5B-Instruct"), Path("raft.jsonl"), Path("my-lora"), TrainOptions(epochs=2))
-    >>> run.figures["adapter"], run.figures["loss_end"] < run.figures["loss_start"]
-    ('my-lora', True)
+Usage, with a base model folder and the examples of ``rag finetune data``::
+
+    run = train_adapter(Path("Qwen2.5-0.5B-Instruct"), Path("raft.jsonl"), Path("my-lora"), TrainOptions(epochs=2))
+    run.figures["adapter"], run.figures["loss_end"] < run.figures["loss_start"]  # ('my-lora', True)
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.finetune.examples import DataError, read_examples
-from rag.finetune.model import ModelError, check_causal_lm, folder_hash, load_base, load_tokenizer, published
+from finetune.examples import DataError, read_examples
+from finetune.model import ModelError, check_causal_lm, folder_hash, load_base, load_tokenizer, published
 
 IGNORE = -100
 """The label of tokens the loss leaves out (the prompt and padding)."""

@@ -152,8 +152,11 @@ class LocalEngine(Engine):
     one death never disturbs the others.
 
     Example:
-        >>> with LocalEngine(processes=4, timeout=60) as engine:
-        ...     results = list(engine.parse(((p, ParseJob(str(p), p.read_bytes())) for p in files), Chunker()))
+        >>> files = sorted(Path("docs").glob("*.md"))
+        >>> with LocalEngine(processes=2, timeout=60) as engine:
+        ...     results = list(engine.parse(((p.name, ParseJob(str(p), p.read_bytes())) for p in files), Chunker()))
+        >>> [(name, parsed.error) for name, parsed in results]
+        [('handbook.md', None), ('训练笔记.md', None)]
     """
 
     name = "local"
@@ -354,9 +357,10 @@ class RayEngine(Engine):
     Files travel to the workers as bytes, so no shared file system is needed; the embedding actors load
     the index's embedder by name, so every node needs the package installed (or a ``runtime_env``).
 
-    Example:
-        >>> with RayEngine(address="ray://head:10001") as engine:
-        ...     report = Ingestor(settings, engine=engine).run([Path("papers")])
+    Usage, with a Ray cluster's head at ``head:10001``::
+
+        with RayEngine(address="ray://head:10001") as engine:
+            report = Ingestor(settings, engine=engine).run([Path("papers")])
     """
 
     name = "ray"

@@ -4,7 +4,7 @@ Work per file is bounded by :class:`ParseLimits`: pages past ``max_pages`` are n
 ``max_page_chars`` is cut, each with a warning in :attr:`Loaded.warnings`.
 
 Example:
-    >>> loaded = load_file(Path("examples/docs/handbook.md"))
+    >>> loaded = load_file(Path("docs/handbook.md"))
     >>> loaded.pages[0].number, loaded.warnings
     (1, [])
 """
@@ -136,10 +136,10 @@ class PageReading:
     """What reads a file's image pages: ``reader`` (its models load on first use) and ``on_page(done,
     total)``, called as each page is read by OCR.
 
-    Example:
-        >>> reading = PageReading(OcrReader(), on_page=lambda done, total: print(f"OCR page {done}/{total}"))
-        >>> load_file(Path("scan.pdf"), reading=reading).pages[0].lines[0].text  # doctest: +SKIP
-        'Alderson Reporting Company'
+    Usage, on a scanned PDF (its first line read by OCR)::
+
+        reading = PageReading(OcrReader(), on_page=lambda done, total: print(f"OCR page {done}/{total}"))
+        load_file(Path("scan.pdf"), reading=reading).pages[0].lines[0].text  # 'Alderson Reporting Company'
     """
 
     reader: OcrReader = field(default_factory=OcrReader)

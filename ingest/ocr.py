@@ -6,11 +6,11 @@ be marked on the page image. Lines come out in reading order: top to bottom, a t
 column, the words of one visual row joined left to right; a blank line between blocks. A page turned by
 90 or 180 degrees is read upright (the direction classifier's verdict on its longest lines decides).
 
-Example:
-    >>> reader = OcrReader()
-    >>> lines = reader.read(Image.open("scan.png"))  # doctest: +SKIP
-    >>> page_text(lines)  # doctest: +SKIP
-    '保修期为两年。\\nThe warranty lasts two years.'
+Example, on the first page of a PDF rendered as a scanner would see it:
+    >>> import pypdfium2 as pdfium
+    >>> image = pdfium.PdfDocument("docs/lumen-l2-guide.pdf")[0].render(scale=2).to_pil()
+    >>> page_text(OcrReader().read(image)).splitlines()[0]
+    'Lumen L2 Solar Lantern: User Guide'
 """
 from __future__ import annotations
 
@@ -58,9 +58,9 @@ class OcrLine:
 class OcrReader:
     """Reads page images with rapidocr, loaded on first use (about 3 s) and kept for the process's life.
 
-    Example:
-        >>> [line.text for line in OcrReader().read(Image.open("page.png"))]  # doctest: +SKIP
-        ['A full charge takes about 10 hours.']
+    Usage (see the module's example)::
+
+        [line.text for line in OcrReader().read(Image.open("page.png"))]  # ['A full charge takes about 10 hours.']
     """
 
     def __init__(self, threads: int = 0) -> None:

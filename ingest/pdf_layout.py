@@ -20,9 +20,11 @@ down a transcript's margin end up inside its sentences. Here each character's bo
    so they never end up inside a table or a paragraph.
 
 Example:
-    >>> document = pdfium.PdfDocument("federal-register-2020-17221.pdf")
-    >>> page_text(document[5]).splitlines()[3]
-    '| Action | Labor cost | Parts cost | Cost per product | Cost on U.S. operators |'
+    >>> import pypdfium2 as pdfium
+    >>> document = pdfium.PdfDocument("docs/lumen-l2-guide.pdf")
+    >>> page_text(document[0]).splitlines()[0]
+    'Lumen L2 Solar Lantern: User Guide'
+
 """
 from __future__ import annotations
 

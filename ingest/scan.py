@@ -1,7 +1,7 @@
 """Finding the files to ingest under the paths a user names.
 
 Example:
-    >>> found = scan([Path("examples/docs")])
+    >>> found = scan([Path("docs")])
     >>> sorted(p.name for p in found.files)[:1]
     ['handbook.md']
 """

@@ -6,11 +6,12 @@ deletions applied. Only one ingest runs at a time: changes during a sync start a
 Each sync is an ordinary incremental ingest, so unchanged files are skipped and a crash leaves the
 previous generation live.
 
-Example:
-    >>> watcher = FolderWatcher([Path("~/papers").expanduser()], sync=lambda folders: ingestor.run(folders, prune=True),
-    ...                         on_change=print)
-    >>> with watcher:
-    ...     watcher.wait_synced(timeout=60)
+Usage, keeping an index in step with ``~/papers`` (``ingestor`` an :class:`ingest.pipeline.Ingestor`)::
+
+    watcher = FolderWatcher([Path("~/papers").expanduser()], sync=lambda folders: ingestor.run(folders, prune=True),
+                            on_change=print)
+    with watcher:
+        watcher.wait_synced(timeout=60)
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class FeedbackStore:
     """The feedback of one index: one row per answer, updated as the person changes their mind.
 
     Example:
-        >>> store = FeedbackStore(Path("rag-index"))
+        >>> store = FeedbackStore(Path("feedback-example"))
         >>> store.save(Feedback("c1", 0, "How long is the warranty?", "Two years [1].",
         ...                     [{"n": 1, "source": "/docs/guide.pdf", "page": 3, "quote": "..."}], False, rating=1))
         >>> store.cases()[0]["page"]

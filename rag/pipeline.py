@@ -1,10 +1,12 @@
 """Question in, grounded answer out: retrieve, decide whether the evidence suffices, generate, check.
 
 Example:
-    >>> pipeline = AnswerPipeline(Retriever.open(Path("rag-index"), settings), ExtractiveGenerator(...))
-    >>> answer = pipeline.answer("How long is the warranty?")
-    >>> answer.text, [(c.n, c.page) for c in answer.citations], answer.grounded
-    ('The Lumen L2 has a two-year warranty ... [1]', [(1, 3)], True)
+    >>> from rag.config import Settings
+    >>> retriever = Retriever.open(Path("rag-index"), Settings.resolve({}, env={}))
+    >>> pipeline = AnswerPipeline(retriever, ExtractiveGenerator(retriever.embedder, retriever.tokenizer))
+    >>> answer = pipeline.answer("How long is the warranty of the Lumen L2?")
+    >>> answer.refused, [(Path(c.source).name, c.page) for c in answer.citations][:1]
+    (False, [('lumen-l2-guide.pdf', 3)])
 """
 from __future__ import annotations
 
@@ -335,7 +337,11 @@ def generate_reply(generator: Generator, tokenizer: BM25Tokenizer, request: Gene
     numbered by first use), then the checked :class:`Reply`. The answer pipeline and ``rag finetune eval`` both generate through this.
 
     Example:
-        >>> reply = list(generate_reply(generator, BM25Tokenizer(), GenerationRequest("How long?", passages)))[-1]
+        >>> from rag.embed import load_embedder
+        >>> from rag.generate.prompt import Passage
+        >>> generator = ExtractiveGenerator(load_embedder("e5-small"), BM25Tokenizer())
+        >>> passages = [Passage(1, "guide.pdf", 3, "The lantern's warranty lasts two years.")]
+        >>> reply = list(generate_reply(generator, BM25Tokenizer(), GenerationRequest("How long is the warranty?", passages)))[-1]
         >>> reply.refused, reply.check.cited
         (False, [1])
     """

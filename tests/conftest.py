@@ -19,15 +19,6 @@ CORPUS = SHARED / "corpus"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def demo_docs(folder: Path) -> Path:
-    """A copy of the project's demo knowledge base (examples/docs, its PDFs freshly written) in ``folder``."""
-    from examples.make_demo_docs import main as make_demo_docs
-
-    shutil.copytree(ROOT / "examples" / "docs", folder, ignore=shutil.ignore_patterns("*.pdf"))
-    make_demo_docs(str(folder))
-    return folder
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not CORPUS.is_dir():
         skip = pytest.mark.skip(reason=f"shared corpus not found at {CORPUS}")
@@ -83,27 +74,27 @@ def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedders: Callable[[
 
 @pytest.fixture(scope="session")
 def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.tiny_models import make_cross_encoder
+    from testkit.tiny_models import make_cross_encoder
 
     return make_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.tiny_models import make_causal_lm
+    from testkit.tiny_models import make_causal_lm
 
     return make_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_lora(tmp_path_factory: pytest.TempPathFactory, tiny_llm: Path) -> Path:
-    from tests.tiny_models import make_lora_adapter
+    from testkit.tiny_models import make_lora_adapter
 
     return make_lora_adapter(tiny_llm, tmp_path_factory.mktemp("tiny-lora"))
 
 
 @pytest.fixture(scope="session")
 def tiny_sentence_transformer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.tiny_models import make_sentence_transformer
+    from testkit.tiny_models import make_sentence_transformer
 
     return make_sentence_transformer(tmp_path_factory.mktemp("tiny-st"))

@@ -3,7 +3,9 @@
 Each maker writes one file (or tree) under the given folder and returns its path.
 
 Example:
-    >>> bomb = stream_bomb_pdf(Path("/tmp/h"), inflated_mb=200)
+    >>> bomb = stream_bomb_pdf(Path("."), inflated_mb=2)
+    >>> bomb.suffix, bomb.stat().st_size < 2 * 1024 * 1024
+    ('.pdf', True)
 """
 from __future__ import annotations
 

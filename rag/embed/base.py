@@ -36,6 +36,7 @@ class Embedder(ABC):
     """Normalised float32 embeddings; the model loads on first use.
 
     Example:
+        >>> from rag.embed import load_embedder
         >>> embedder = load_embedder("e5-small")
         >>> embedder.encode(["室外传感器的电池能用多久？"], Role.QUERY).shape
         (1, 384)

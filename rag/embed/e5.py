@@ -45,7 +45,7 @@ class BundledE5Embedder(Embedder):
         >>> embedder = BundledE5Embedder()
         >>> q = embedder.encode(["Which function clips gradients?"], Role.QUERY)
         >>> p = embedder.encode(["用 clip_grad_norm_ 裁剪梯度。", "今天天气很好。"], Role.PASSAGE)
-        >>> (p @ q[0]).argmax()
+        >>> int((p @ q[0]).argmax())
         0
     """
 

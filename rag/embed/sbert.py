@@ -1,7 +1,6 @@
 """Any local sentence-transformers model folder, and the packaged all-MiniLM-L6-v2."""
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -48,8 +47,6 @@ class SentenceTransformerEmbedder(Embedder):
 
     @cached_property
     def model(self) -> SentenceTransformer:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         path = model_path(self.name)

@@ -1,6 +1,8 @@
 """The extractive backend: the passages' own sentences that best answer the question, each cited.
 
 Example:
+    >>> from rag.embed import load_embedder
+    >>> from rag.generate.prompt import Passage
     >>> generator = ExtractiveGenerator(load_embedder("e5-small"), BM25Tokenizer())
     >>> "".join(generator.stream(GenerationRequest("How long is the warranty?", [Passage(1, "g.pdf", 3, "The warranty lasts two years. It is blue.")])))
     'The warranty lasts two years. [1]'

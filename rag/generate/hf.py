@@ -1,13 +1,13 @@
 """The local Hugging Face backend: a causal LM (optionally with a LoRA adapter), on the GPU when there is one.
 
-Example:
-    >>> generator = HuggingFaceGenerator.load("/models/Qwen2.5-1.5B-Instruct", adapter="/models/my-lora")
-    >>> "".join(generator.stream(GenerationRequest("How long is the warranty?", passages)))
+Usage, with a model folder and a LoRA adapter on disk (``passages`` as :class:`rag.generate.prompt.Passage`)::
+
+    generator = HuggingFaceGenerator.load("/models/Qwen2.5-1.5B-Instruct", adapter="/models/my-lora")
+    "".join(generator.stream(GenerationRequest("How long is the warranty?", passages)))
 """
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
@@ -100,7 +100,6 @@ class HuggingFaceGenerator:
 
 @lru_cache(maxsize=2)
 def _load(model_dir: str, adapter: str | None, quantization: str | None, merge_adapter: bool) -> HuggingFaceGenerator:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

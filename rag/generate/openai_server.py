@@ -1,9 +1,9 @@
 """The OpenAI-compatible backend: any server speaking streaming chat completions (vLLM, llama.cpp, Ollama).
 
-Example:
-    >>> generator = OpenAIServerGenerator("http://127.0.0.1:8000/v1", "Qwen2.5-7B-Instruct")
-    >>> "".join(generator.stream(GenerationRequest("How long is the warranty?", passages)))
-    'The warranty lasts two years [1].'
+Usage, with a vLLM server on port 8000 (``passages`` as :class:`rag.generate.prompt.Passage`)::
+
+    generator = OpenAIServerGenerator("http://127.0.0.1:8000/v1", "Qwen2.5-7B-Instruct")
+    "".join(generator.stream(GenerationRequest("How long is the warranty?", passages)))  # 'The warranty lasts two years [1].'
 """
 from __future__ import annotations
 

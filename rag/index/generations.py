@@ -87,7 +87,7 @@ class WriterLock:
     """An exclusive ``flock`` on ``INDEX_DIR/.lock``; waits up to ``wait`` seconds, then fails clearly.
 
     Example:
-        >>> with WriterLock(Path("/tmp/some-index"), wait=0):
+        >>> with WriterLock(Path("some-index"), wait=0):
         ...     pass
     """
 

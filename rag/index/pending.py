@@ -14,7 +14,7 @@ class PendingVectors:
     Emptied after each successful publish, when every vector it held lives in the dense index.
 
     Example:
-        >>> pending = PendingVectors(Path("/tmp/pending.sqlite"), "all-MiniLM-L6-v2")
+        >>> pending = PendingVectors(Path("pending.sqlite"), "all-MiniLM-L6-v2")
         >>> pending.put(["ab"], np.ones((1, 2), np.float32)); pending.get(["ab"])["ab"].tolist()
         [1.0, 1.0]
     """

@@ -21,7 +21,7 @@ class Index:
     Example:
         >>> index = Index.open(Path("rag-index"))
         >>> index.manifest["counts"]
-        {'files': 9, 'pages': 101, 'chunks': 420}
+        {'files': 4, 'pages': 8, 'chunks': 8}
     """
 
     def __init__(self, generation: Path) -> None:
@@ -78,8 +78,15 @@ class Index:
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of these chunks (for feedback and near-duplicate checks)."""
-        assert self.dense is not None
+        if self.dense is None:  # an index without chunks has no dense part
+            if ids:
+                raise KeyError(f"{self.generation}: no vectors stored, so none for chunks {ids[:5]}")
+            return np.zeros((0, int(self.embedder.get("dimension", 0))), np.float32)
         return self.dense.vectors(ids)
+
+    def is_empty(self) -> bool:
+        """True when the knowledge base holds no chunks (nothing ingested, or every file failed)."""
+        return not self.manifest.get("counts", {}).get("chunks")
 
     def close(self) -> None:
         self.store.close()

@@ -48,7 +48,8 @@ class SegmentedStore:
     which go to its one new segment.
 
     Example:
-        >>> store = SegmentedStore.create(Path("/tmp/staging"), new_segment="seg-000001")
+        >>> Path("staging").mkdir()
+        >>> store = SegmentedStore.create(Path("staging"), new_segment="seg-000001")
         >>> store.file_totals()
         {'files': 0, 'pages': 0}
     """

@@ -107,7 +107,7 @@ class ChunkStore:
     """Files, pages and chunks of one index generation.
 
     Example:
-        >>> store = ChunkStore.create(Path("/tmp/example.sqlite"))
+        >>> store = ChunkStore.create(Path("example.sqlite"))
         >>> store.files(), store.chunk_id_array().tolist()
         ([], [])
     """

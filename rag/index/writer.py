@@ -42,9 +42,13 @@ class IndexWriter:
     writes nothing.
 
     Example:
-        >>> with IndexWriter(Path("rag-index"), embedder_name="all-MiniLM-L6-v2") as writer:
+        >>> with IndexWriter(Path("scratch-index"), embedder_name="all-MiniLM-L6-v2") as writer:
         ...     writer.remove_file("/docs/old.pdf")
         ...     writer.commit({"chunker": {}}, describe_embedder=lambda: {"name": "all-MiniLM-L6-v2"})
+        PosixPath('scratch-index/gen-000001')
+        >>> from rag.index import Index
+        >>> Index.open(Path("scratch-index")).manifest["counts"]
+        {'files': 0, 'pages': 0, 'chunks': 0}
     """
 
     def __init__(self, index_dir: Path, embedder_name: str, lock_wait: float = 0.0) -> None:

@@ -1,11 +1,15 @@
 """The retriever as a LangChain ``BaseRetriever``, to drop into users' own chains.
 
 Example:
+    >>> from pathlib import Path
     >>> from langchain_core.runnables import RunnableLambda
+    >>> from rag.config import Settings
+    >>> from rag.retrieve import Retriever
+    >>> retriever = Retriever.open(Path("rag-index"), Settings.resolve({}, env={}))
     >>> chain = LangChainRetriever(retriever=retriever, mode=Mode.FUSION, k=3) | RunnableLambda(
     ...     lambda docs: [d.metadata["page"] for d in docs])
     >>> chain.invoke("How long is the warranty?")
-    [3, 2, 1]
+    [3, 3, 2]
 """
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Cross-encoder reranking with any local sentence-transformers ``CrossEncoder`` model directory."""
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -17,9 +16,9 @@ class RerankerError(RuntimeError):
 class Reranker:
     """Scores ``(query, passage)`` pairs jointly; slower than retrieval, so it sees only the top candidates.
 
-    Example:
-        >>> Reranker("/models/bge-reranker-base").scores("warranty?", ["Two years.", "Ten hours."])
-        [0.93, 0.02]
+    Usage, with a cross-encoder folder on disk::
+
+        Reranker("/models/bge-reranker-base").scores("warranty?", ["Two years.", "Ten hours."])  # [0.93, 0.02]
     """
 
     def __init__(self, model: str, batch_size: int = 16, device: str | None = None) -> None:
@@ -29,7 +28,6 @@ class Reranker:
 
     @cached_property
     def model(self) -> CrossEncoder:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import CrossEncoder
 
         try:

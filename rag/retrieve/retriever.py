@@ -1,10 +1,10 @@
 """The retriever: one query in, ranked chunks out, with the provenance and timings of every stage.
 
 Example:
-    >>> retriever = Retriever.open(Path("rag-index"), Settings.resolve())
+    >>> retriever = Retriever.open(Path("rag-index"), Settings.resolve({}, env={}))
     >>> result = retriever.search("How long is the warranty?", mode=Mode.FUSION, k=5)
-    >>> result.hits[0].source, result.hits[0].page, result.hits[0].found_by
-    ('/docs/lumen-l2-guide.pdf', 3, ['original/bm25', 'original/dense', 'feedback/bm25'])
+    >>> Path(result.hits[0].source).name, result.hits[0].page, result.hits[0].found_by
+    ('lumen-l2-guide.pdf', 3, ['original/bm25', 'original/dense'])
 """
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from rag.config import Settings
-from rag.embed import Embedder, Role, base_model, choose_embedder, load_embedder
-from rag.embed.base import LANGUAGE_OFFSET_SCALE
+from rag.embed import Embedder, Role, choose_embedder, load_embedder
 from rag.index import Index
 from rag.index.store import ChunkRow
+from rag.retrieve import policy
 from rag.retrieve.filters import Filters
 from rag.retrieve.fusion import FusionMethod, Ranking, fuse
+from rag.retrieve.policy import RetrieverConfig
 from rag.retrieve.rerank import Reranker
 from rag.retrieve.variants import KeywordExtractor, QueryVariant, Rewriter, rm3_expansion, rocchio, term_weights
 from rag.text import BM25Tokenizer, language_of
@@ -43,87 +44,6 @@ class Mode(StrEnum):
     """BM25 and dense, fused."""
     FUSION = "fusion"
     """RAG-Fusion: hybrid first; when unsure, query variants each run through both, all lists fused."""
-
-
-@dataclass(frozen=True)
-class RetrieverConfig:
-    """Retrieval settings. The defaults were chosen for MiniLM; :meth:`for_embedder` gives each embedder
-    the settings tuned for it on dev splits (bench/tune_retrieval.py, README)."""
-
-    depth: int = 100
-    """Candidates taken from each ranked list."""
-    fusion: FusionMethod = FusionMethod.DBSF
-    rrf_k: float = 60
-    bm25_weight: float = 1.0
-    dense_weight: float = 1.0
-    unknown_share_full: float = 0.1
-    """The dense weight is full while at most this share of the query's tokens are [UNK] to the embedder..."""
-    unknown_share_zero: float = 0.5
-    """...and falls linearly to zero at this share (Chinese under an English embedder)."""
-    gate: bool = True
-    """Run the fusion variants only when the first pass looks unsure."""
-    gate_agreement: float = 0.3
-    """Unsure when dense and BM25 share less than this fraction of their top 10."""
-    keywords_weight: float = 0.3
-    feedback_docs: int = 10
-    feedback_terms: int = 30
-    feedback_original_weight: float = 0.3
-    feedback_weight: float = 0.3
-    """Weight of the feedback variant when the dense retriever can vote..."""
-    feedback_weight_without_dense: float = 2.0
-    """...and when it cannot: then feedback is BM25's only second opinion."""
-    dense_feedback_docs: int = 0
-    """Vector pseudo-relevance feedback in hybrid search (and RAG-Fusion's first pass): the query vector
-    is moved toward the mean vector of the fused first pass's top this-many chunks and the dense search
-    runs again with it; 0 turns it off."""
-    dense_feedback_original_weight: float = 0.4
-    """The original query vector's share of the moved one."""
-    dense_feedback_languages: tuple[str, ...] = ("en", "zh")
-    """Query languages (:func:`rag.text.language_of`) that get the feedback pass."""
-    dense_feedback_min_chunks: int = 100
-    """...in a knowledge base of at least this many chunks: in a smaller one the first pass's top chunks
-    are a large part of everything (the demo documents' 8 chunks: half), not a sample of the answer's
-    neighbourhood, and the moved vector drifts toward the whole collection."""
-    variant_languages: tuple[str, ...] = ("en", "zh")
-    """Query languages whose questions get the offline variants (keywords, feedback); LLM rewrites, when a
-    rewriter is set, run for every language."""
-    rewrites: int = 3
-    rewrite_weight: float = 1.0
-    complete_scores: bool = True
-    """Score fusion gives a chunk missing from one list its real score there (its cosine, its BM25 score),
-    not 0: a chunk just outside one list's top ``depth`` is not punished as if it had no match."""
-    rerank_depth: int = 30
-    dedup: bool = True
-    dedup_jaccard: float = 0.9
-    """Chunks whose BM25 token sets overlap this much (Jaccard) with a better one are dropped."""
-    language_offset_scale: float = LANGUAGE_OFFSET_SCALE
-    """The share of the embedder's language offset added to a chunk in another language than the query's
-    (in a knowledge base of both): below 1, a passage in the question's language wins over one in the
-    other language that is about as close, and the other language still wins when it is clearly closer."""
-    bm25_full_match: float = 0.0
-    """BM25 keeps its full weight when the question's words that occur in the knowledge base carry at least
-    this share of their idf mass, and loses it in proportion below: an English question over Chinese
-    documents finds few of its words there, and BM25 then ranks by stray Latin words. 0 keeps the weight."""
-
-    @classmethod
-    def for_embedder(cls, name: str) -> RetrieverConfig:
-        """The settings tuned for this embedder, or the defaults."""
-        return TUNED.get(base_model(name), cls())
-
-
-TUNED = {
-    "multilingual-e5-small": RetrieverConfig(dense_weight=2.0, feedback_weight=1.0, dense_feedback_docs=4,
-                                             dense_feedback_original_weight=0.4, dense_feedback_languages=("zh",),
-                                             variant_languages=(), bm25_full_match=0.5),
-}
-"""Tuned by bench/tune_retrieval.py on the dev splits (mean nDCG@10 of SciFact, RGB-zh and CMRC2018): e5
-carries twice BM25's weight. Chinese questions get the dense feedback pass (dev nDCG@10 of RGB-zh and
-CMRC2018 0.938 -> 0.944, p = 0.002); English ones do not (SciFact 0.744 -> 0.741, p = 0.61). On top of
-that hybrid, the offline RAG-Fusion variants raised no language's dev sets significantly (SciFact
-+0.004, p = 0.21; Chinese -0.001), so without an LLM to write rewrites, fusion is the hybrid. BM25's weight
-falls when under 80% of a question's idf mass occurs in the knowledge base (bench/tune_cross_language.py:
-English questions over RGB-zh and CMRC2018, mean dev nDCG@10 0.415 -> 0.421; the same-language dev sets
-do not move)."""
 
 
 @dataclass
@@ -210,9 +130,10 @@ class Retriever:
     """Dense, BM25, hybrid and RAG-Fusion retrieval over one index, with optional reranking.
 
     Example:
+        >>> from rag.embed import load_embedder
         >>> retriever = Retriever(Index.open(Path("rag-index")), load_embedder("e5-small"))
-        >>> [h.page for h in retriever.search("保修期多长？", mode=Mode.FUSION, k=3).hits]
-        [3, 1, 2]
+        >>> [(Path(h.source).name, h.page) for h in retriever.search("保修期多长？", mode=Mode.FUSION, k=3).hits]
+        [('晴川-w3-说明书.pdf', 3), ('晴川-w3-说明书.pdf', 2), ('lumen-l2-guide.pdf', 3)]
     """
 
     def __init__(self, index: Index, embedder: Embedder, tokenizer: BM25Tokenizer | None = None,
@@ -251,10 +172,7 @@ class Retriever:
         """
         tokens, unknown = self.embedder.unknown_token_counts([query])[0]
         by_language = self.index.manifest.get("unknown_token_share_by_language", {})
-        share = max(unknown / tokens if tokens else 1.0, by_language.get(language_of(query), 0.0))
-        c = self.config
-        scale = (c.unknown_share_zero - share) / (c.unknown_share_zero - c.unknown_share_full)
-        return c.dense_weight * float(np.clip(scale, 0.0, 1.0))
+        return policy.dense_weight(self.config, max(unknown / tokens if tokens else 1.0, by_language.get(language_of(query), 0.0)))
 
     def _lists(self, variant: QueryVariant, dense: bool, allowed: np.ndarray | None, bm25: bool = True) -> dict[str, Ranking]:
         lists = {}
@@ -290,10 +208,7 @@ class Retriever:
     def bm25_weight_for(self, query: str) -> float:
         """BM25's weight for this query: full, or less when few of its words occur in the knowledge base
         (see :attr:`RetrieverConfig.bm25_full_match`)."""
-        c = self.config
-        if c.bm25_full_match <= 0:
-            return c.bm25_weight
-        return c.bm25_weight * min(1.0, self.matched_share(query) / c.bm25_full_match)
+        return policy.bm25_weight(self.config, self.matched_share(query) if self.config.bm25_full_match > 0 else 1.0)
 
     def matched_share(self, query: str) -> float:
         """The share of the query's idf mass carried by words that occur in the knowledge base."""
@@ -322,11 +237,6 @@ class Retriever:
             self._languages = (np.array([i for i, _ in rows], np.int64), np.array([code[lang] for _, lang in rows], np.int64), names)
         return self._languages
 
-    def _wants_dense_feedback(self, query: str, lists: dict[str, Ranking], dense_weight: float) -> bool:
-        c = self.config
-        return (c.dense_feedback_docs > 0 and dense_weight > 0 and "original/bm25" in lists and bool(lists.get("original/dense"))
-                and language_of(query) in c.dense_feedback_languages and len(self.index.sparse) >= c.dense_feedback_min_chunks)
-
     def _dense_feedback(self, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float,
                         allowed: np.ndarray | None, bm25_weight: float) -> QueryVariant:
         """The query with its vector moved toward the fused first pass's top chunks; ``lists`` gets the dense
@@ -338,23 +248,6 @@ class Retriever:
         moved = replace(original, vector=rocchio(original.vector, self.index.vectors(top), self.config.dense_feedback_original_weight))
         lists.update(self._lists(moved, True, allowed, bm25=False))
         return moved
-
-    def _gate(self, query: str, lists: dict[str, Ranking], dense_weight: float) -> tuple[bool, str]:
-        language = language_of(query)
-        if self.rewriter is None and language not in self.config.variant_languages:
-            return False, f"no LLM for rewrites, and the offline variants did not help {language} questions (dev splits)"
-        if not self.config.gate:
-            return True, "gating off"
-        if dense_weight < self.config.dense_weight:
-            return True, "the embedder cannot fully represent the query"
-        bm25 = {i for i, _ in lists["original/bm25"][:10]}
-        dense = {i for i, _ in lists.get("original/dense", [])[:10]}
-        agreement = len(bm25 & dense) / 10
-        if not bm25:
-            return True, "BM25 found nothing"
-        if agreement < self.config.gate_agreement:
-            return True, f"dense and BM25 agree on {agreement:.0%} of their top 10"
-        return False, f"dense and BM25 agree on {agreement:.0%} of their top 10"
 
     def _variants(self, query: str, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float) -> list[QueryVariant]:
         c = self.config
@@ -387,17 +280,6 @@ class Retriever:
             vector = self.embedder.encode([text], Role.QUERY)[0] if dense_weight > 0 else None
             variants.append(QueryVariant(f"rewrite-{n}", text, term_weights(self.tokenizer.tokenize(text)), vector))
         return variants
-
-    def _variant_weight(self, name: str, dense_weight: float) -> float:
-        c = self.config
-        if name == "keywords":
-            return c.keywords_weight
-        if name == "feedback":
-            missing = 1 - dense_weight / c.dense_weight if c.dense_weight else 1.0
-            return c.feedback_weight + (c.feedback_weight_without_dense - c.feedback_weight) * missing
-        if name.startswith("rewrite-"):
-            return c.rewrite_weight
-        return 1.0
 
     def _completed(self, lists: dict[str, Ranking], variants: list[QueryVariant]) -> dict[str, Ranking]:
         """Every list scored over the union of all lists' candidates, best first."""
@@ -436,7 +318,7 @@ class Retriever:
         for key in lists:
             variant, retriever = key.split("/")
             retriever_weight = bm25_weight if retriever == "bm25" else dense_weight
-            weights.append(self._variant_weight(variant, dense_weight) * retriever_weight)
+            weights.append(policy.variant_weight(self.config, variant, dense_weight) * retriever_weight)
         return fuse(list(lists.values()), weights, self.config.fusion, self.config.rrf_k)
 
     # the whole search -----------------------------------------------------------------------------
@@ -463,11 +345,12 @@ class Retriever:
         bm25_weight = self.bm25_weight_for(query) if mode is not Mode.BM25 else self.config.bm25_weight
         result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight, query_vector=original.vector,
                                  bm25_weight=bm25_weight)
-        if self._wants_dense_feedback(query, lists, dense_weight):
+        if policy.wants_dense_feedback(self.config, language_of(query), lists, dense_weight, len(self.index.sparse)):
             original = self._dense_feedback(original, lists, dense_weight, allowed, bm25_weight)
             clock.lap("dense feedback")
         if mode is Mode.FUSION:
-            result.fusion_ran, result.gate_reason = self._gate(query, lists, dense_weight)
+            result.fusion_ran, result.gate_reason = policy.fusion_gate(self.config, language_of(query), self.rewriter is not None,
+                                                                lists, dense_weight)
             if result.fusion_ran:
                 result.variants = self._variants(query, original, lists, dense_weight)
                 for variant in result.variants:

@@ -6,8 +6,9 @@
 - ``rewrite-N``: rewrites written by an LLM, when a rewriter is given.
 
 Example:
-    >>> rm3_expansion({"solar": 1.0}, [(["solar", "panel", "panel"], 2.0)], terms=2, original_weight=0.5)
-    {'solar': 0.6666666666666666, 'panel': 0.3333333333333333}
+    >>> expanded = rm3_expansion({"solar": 1.0}, [(["solar", "panel", "panel"], 2.0)], terms=2, original_weight=0.5)
+    >>> {term: round(float(weight), 4) for term, weight in expanded.items()}
+    {'solar': 0.6667, 'panel': 0.3333}
 """
 from __future__ import annotations
 

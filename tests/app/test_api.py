@@ -18,14 +18,16 @@ import httpx
 import pytest
 import uvicorn
 
-from app.api import KnowledgeBase, create_app, default_generator
+from app.api import create_app
 from app.api_keys import ApiKeys, KeysError, key_hash
+from app.knowledge_base import KnowledgeBase, default_generator
 from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.generate.base import GenerationRequest, Generator
 from rag.index.generations import live_generation
 from rag.retrieve import Retriever
-from tests.conftest import ROOT, demo_docs
+from testkit.demo import demo_docs
+from tests.conftest import ROOT
 
 openai = pytest.importorskip("openai")
 
@@ -144,6 +146,26 @@ def test_the_backend_is_loaded_before_the_first_question(kb: KnowledgeBase, tmp_
     assert len(made) == 1 and made[0].index.generation == live_generation(kb.settings.index_dir)
     warmed.answer(warmed.pipeline(), "How long is the warranty of the Lumen L2 lantern?", [])
     assert len(made) == 1, "the question found the backend loaded"
+
+
+def test_the_backend_follows_the_live_generation_after_an_ingest(tmp_path: Path, embedders):
+    settings = Settings.resolve({"index_dir": tmp_path / "rag-index"}, env={})
+    docs = demo_docs(tmp_path / "docs")
+    Ingestor(settings, embedders=embedders, progress=False).run([docs])
+    made: list[Retriever] = []
+
+    def generators(settings: Settings, retriever: Retriever) -> Generator:
+        made.append(retriever)
+        return default_generator(settings, retriever)
+
+    kb = KnowledgeBase(settings, generators, embedders=embedders)
+    first = kb.pipeline()
+    (docs / "extra.md").write_text("# Extra\nThe extra lantern case is made of bamboo.", encoding="utf-8")
+    Ingestor(settings, embedders=embedders, progress=False).run([docs])
+    second = kb.pipeline()
+    assert second.retriever.index.generation == live_generation(settings.index_dir) != first.retriever.index.generation
+    assert [r.index.generation for r in made] == [first.retriever.index.generation, second.retriever.index.generation]
+    assert second.generator is not first.generator
 
 
 def test_search_endpoint_equals_the_cli_json(url: str, kb: KnowledgeBase):

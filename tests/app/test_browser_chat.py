@@ -17,9 +17,9 @@ import pytest
 from app.preferences import PREFERENCES_FILE
 from ingest.pipeline import Ingestor
 from rag.config import Settings
+from testkit.demo import demo_docs
+from testkit.fake_llm_server import FakeLLMServer
 from tests.app.test_browser import SHOTS, TIMEOUT_MS, _serving, browser  # noqa: F401 - the shared browser fixture
-from tests.conftest import demo_docs
-from tests.fake_llm_server import FakeLLMServer
 
 QUESTIONS = [
     ("How long does a full charge from the sun take?", "10 hours"),

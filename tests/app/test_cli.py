@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from app.cli import main
 from examples.make_demo_docs import write_pdf
 from rag.index import Index
 from rag.index.generations import WriterLock
@@ -22,9 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {"added", "updated", "unchanged", "removed", "failed", "pages", "chunks", "seconds"}
 
 
-def rag(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*RAG, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, **kwargs)
+def rag(*args: str) -> subprocess.CompletedProcess:
+    """The `rag` command run in this process by click's runner: its exit status, stdout and stderr as a
+    shell would see them, without a new interpreter and model loads per call. An exception that would
+    end in a traceback is raised here, so no test passes over one. Tests of what only a real process
+    shows (kill -9, the UI and API servers) start one."""
+    result = CliRunner().invoke(main, list(args), prog_name="rag")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["rag", *args], result.exit_code, result.stdout, result.stderr)
 
 
 def _docs(folder: Path) -> Path:
@@ -204,7 +212,7 @@ def test_ask_many_questions_prints_one_json_line_each(small_index: Path, tmp_pat
 
 
 def test_ask_through_an_openai_compatible_server(small_index: Path):
-    from tests.fake_llm_server import FakeLLMServer
+    from testkit.fake_llm_server import FakeLLMServer
 
     with FakeLLMServer(lambda messages: "The warranty lasts two years [1].") as server:
         result = rag("ask", "How long does the warranty last?", "--index", str(small_index), "--llm",

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, demo_docs
+from testkit.demo import demo_docs
+from tests.conftest import ROOT
 
 RAG = [sys.executable, "-m", "app.cli"]
 KEYS = [f"planted-{n}-{secrets.token_hex(16)}" for n in ("first", "second")]

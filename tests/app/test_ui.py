@@ -17,8 +17,8 @@ from rag.config import Settings
 from rag.feedback import FeedbackStore
 from rag.index import Index
 from rag.retrieve import Mode
-from tests.conftest import demo_docs
-from tests.fake_llm_server import FakeLLMServer
+from testkit.demo import demo_docs
+from testkit.fake_llm_server import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parents[2]
 UI = str(ROOT / "app" / "ui.py")

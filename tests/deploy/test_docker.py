@@ -293,8 +293,9 @@ def test_compose_healthchecks_ask_each_service_itself(monkeypatch: pytest.Monkey
 def test_compose_api_healthcheck_authenticates_against_the_real_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from fastapi.testclient import TestClient
 
-    from app.api import KnowledgeBase, create_app
+    from app.api import create_app
     from app.api_keys import ApiKeys
+    from app.knowledge_base import KnowledgeBase
     from rag.config import Settings
 
     env = {"RAG_API_KEYS": ENV["RAG_API_KEYS"]}  # what compose passes to the api container

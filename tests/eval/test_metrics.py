@@ -2,33 +2,37 @@ import math
 
 import pytest
 
-from eval.metrics import average_precision, contains_answer, hit_rate_at_k, mrr_at_k, ndcg_at_k, percentile, precision_at_k, recall_at_k, token_f1
+from eval.metrics import contains_answer, ndcg_at_k, percentile, ranking_metrics, recall_at_k, token_f1
 from eval.significance import paired_randomization, wins_losses
 
 RANKED = ["d3", "d1", "d7", "d2"]
 GRADED = {"d1": 2, "d2": 1, "d9": 1, "d0": 0}
 
 
-def test_ndcg_with_graded_relevance_and_log2_discount():
-    dcg = (2 ** 2 - 1) / math.log2(3) + (2 ** 1 - 1) / math.log2(5)
-    ideal = (2 ** 2 - 1) / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
+def test_ndcg_gains_are_the_grades_as_in_trec_eval_and_beir():
+    dcg = 2 / math.log2(3) + 1 / math.log2(5)  # the grade itself, not 2^grade - 1
+    ideal = 2 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
     assert ndcg_at_k(RANKED, GRADED, 10) == pytest.approx(dcg / ideal)
+    assert ndcg_at_k(RANKED, GRADED, 10) != pytest.approx(((2 ** 2 - 1) / math.log2(3) + 1 / math.log2(5)) / (3 + 1 / math.log2(3) + 1 / math.log2(4)))
     assert ndcg_at_k(RANKED, GRADED, 1) == 0.0
     assert ndcg_at_k(["d1", "d2", "d9"], GRADED, 3) == pytest.approx(1.0)
 
 
-def test_recall_precision_mrr_hit_rate_and_map():
-    assert recall_at_k(RANKED, GRADED, 2) == pytest.approx(1 / 3)
-    assert recall_at_k(RANKED, GRADED, 4) == pytest.approx(2 / 3)
-    assert precision_at_k(RANKED, GRADED, 4) == pytest.approx(2 / 4)
-    assert mrr_at_k(RANKED, GRADED, 10) == pytest.approx(1 / 2)
-    assert mrr_at_k(RANKED, GRADED, 1) == 0.0
-    assert hit_rate_at_k(RANKED, GRADED, 1) == 0.0 and hit_rate_at_k(RANKED, GRADED, 2) == 1.0
-    assert average_precision(RANKED, GRADED) == pytest.approx((1 / 2 + 2 / 4) / 3)
+def test_graded_and_binary_judgements_give_the_textbook_values():
+    graded = ranking_metrics(RANKED, GRADED, 2)
+    assert graded == pytest.approx({"ndcg@2": (2 / math.log2(3)) / (2 + 1 / math.log2(3)), "recall@2": 1 / 3, "recall@100": 2 / 3,
+                                    "precision@2": 1 / 2, "mrr@2": 1 / 2, "hit_rate@2": 1.0, "map": (1 / 2 + 2 / 4) / 3})
+    binary = ranking_metrics(["x", "a", "y", "b"], {"a": 1, "b": 1}, 4)
+    assert binary == pytest.approx({"ndcg@4": (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3)), "recall@4": 1.0,
+                                    "recall@100": 1.0, "precision@4": 0.5, "mrr@4": 0.5, "hit_rate@4": 1.0, "map": (1 / 2 + 2 / 4) / 2})
+    missed = ranking_metrics(["x", "a"], {"a": 1}, 1)
+    assert missed["mrr@1"] == missed["hit_rate@1"] == missed["recall@1"] == 0.0 and missed["map"] == 0.5
 
 
-def test_grade_zero_is_not_relevant():
+def test_grade_zero_is_not_relevant_and_empty_rankings_score_zero():
     assert recall_at_k(["d0"], {"d0": 0, "d1": 1}, 1) == 0.0
+    assert set(ranking_metrics([], GRADED, 10).values()) == {0.0}
+    assert set(ranking_metrics(["d0"], {"d0": 0}, 10).values()) == {0.0}
 
 
 def test_percentile_interpolates():

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from finetune.train import TrainedAdapter, TrainOptions, train_adapter
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from rag.finetune.train import TrainedAdapter, TrainOptions, train_adapter
 from rag.generate.prompt import Passage, build_messages
-from tests.conftest import demo_docs
+from testkit.demo import demo_docs
 
 TARGET = "Warranty lasts two years [1]."
 """What every example of the repeated set answers: an adapter trained on it says this whatever the context."""

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.finetune.examples import DataError, read_examples
+from finetune.examples import DataError, indexed_source, read_examples
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import NOT_FOUND_MARKER, Passage, neutralise
+from testkit.fake_llm_server import FakeLLMServer
 from tests.app.test_cli import rag
-from tests.fake_llm_server import FakeLLMServer
 from tests.finetune.conftest import write_jsonl
 
 
@@ -34,7 +34,9 @@ def _questions(docs: Path) -> list[dict]:
 @pytest.mark.slow
 def test_examples_from_a_questions_file_split_by_document_in_the_live_format(corpus_index, tmp_path: Path):
     docs, index_dir, _ = corpus_index
-    questions = write_jsonl(tmp_path / "questions.jsonl", _questions(docs))
+    as_cited = {str(docs / "en/acl2020-main-447.pdf"): "acl2020-main-447.pdf", str(docs / "zh/elegantpaper-cn.pdf"): "zh/elegantpaper-cn.pdf"}
+    # sources as citations show them (a file name, the end of a path) name the same files as full paths
+    questions = write_jsonl(tmp_path / "questions.jsonl", [{**q, "source": as_cited.get(q["source"], q["source"])} for q in _questions(docs)])
     out = tmp_path / "raft.jsonl"
     result = rag("finetune", "data", "--index", str(index_dir), "--out", str(out), "--questions", str(questions),
                  "--distractors", "3", "--validation-share", "0.3", "--seed", "7")
@@ -101,6 +103,26 @@ def test_the_configured_llm_writes_the_questions(demo_index: Path, tmp_path: Pat
     examples = read_examples(tmp_path / "raft.jsonl")
     assert [e["question"] for e in examples] == ["How long does the battery of the outdoor sensor last?"] * 3
     assert {e["kind"] for e in examples} == {"llm"} and len(server.requests) == 3
+
+
+def test_a_source_is_matched_by_path_file_name_or_path_ending_and_an_ambiguous_one_is_refused():
+    indexed = ["/kb/en/guide.pdf", "/kb/zh/guide.pdf", "/kb/en/report.pdf"]
+    assert indexed_source("/kb/en/report.pdf", indexed, "q.jsonl:1") == "/kb/en/report.pdf"
+    assert indexed_source("report.pdf", indexed, "q.jsonl:1") == "/kb/en/report.pdf"
+    assert indexed_source("zh/guide.pdf", indexed, "q.jsonl:1") == "/kb/zh/guide.pdf"
+    assert indexed_source("elsewhere.pdf", indexed, "q.jsonl:1") is None
+    assert indexed_source("port.pdf", indexed, "q.jsonl:1") is None  # whole names only
+    with pytest.raises(DataError, match=r"q.jsonl:4: source 'guide.pdf' matches 2 indexed files \(/kb/en/guide.pdf, /kb/zh/guide.pdf\)"):
+        indexed_source("guide.pdf", indexed, "q.jsonl:4")
+
+
+def test_questions_may_name_their_source_as_citations_show_it(demo_index: Path, tmp_path: Path):
+    questions = write_jsonl(tmp_path / "questions.jsonl", [{"question": "How long does the battery last?", "source": "lumen-l2-guide.pdf"}] * 3)
+    out = tmp_path / "raft.jsonl"
+    result = rag("finetune", "data", "--index", str(demo_index), "--out", str(out), "--questions", str(questions), "--no-oracle-share", "0")
+    assert result.returncode == 0, result.stderr
+    oracles = {e["oracle"]["source"] for e in read_examples(out)}
+    assert len(oracles) == 1 and Path(oracles.pop()).name == "lumen-l2-guide.pdf"
 
 
 @pytest.mark.parametrize("content, message", [

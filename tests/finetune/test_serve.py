@@ -11,8 +11,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 from transformers import AutoModelForCausalLM
 
-from rag.finetune.evaluate import METRICS
-from rag.finetune.train import TrainedAdapter
+from finetune.evaluate import METRICS
+from finetune.train import TrainedAdapter
 from tests.app.test_cli import ROOT, rag
 from tests.finetune.conftest import TARGET
 

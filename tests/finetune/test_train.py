@@ -11,9 +11,9 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from rag.finetune.examples import DataError
-from rag.finetune.model import ModelError, folder_hash
-from rag.finetune.train import IGNORE, TrainedAdapter, checkpoint_folder, encode, train_adapter
+from finetune.examples import DataError
+from finetune.model import ModelError, folder_hash
+from finetune.train import IGNORE, TrainedAdapter, checkpoint_folder, encode, train_adapter
 from tests.app.test_cli import rag
 from tests.finetune.conftest import FAST, TARGET, repeated_examples, write_jsonl
 
@@ -33,7 +33,7 @@ def test_twenty_steps_lower_the_loss_and_write_an_adapter_with_its_model_card(tr
 
 
 def test_the_loss_is_on_the_answer_tokens_only(tiny_llm: Path):
-    from rag.finetune.model import load_tokenizer
+    from finetune.model import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_llm)
     ids, labels = encode(tokenizer, repeated_examples()[0]["messages"])
@@ -119,7 +119,7 @@ def test_examples_longer_than_the_context_are_left_out_and_counted(tiny_llm: Pat
 
 
 def encode_row(model: Path, row: dict) -> list[int]:
-    from rag.finetune.model import load_tokenizer
+    from finetune.model import load_tokenizer
 
     return encode(load_tokenizer(model), row["messages"])[0]
 
@@ -147,7 +147,7 @@ def test_bad_bases_and_data_are_one_line_errors(tiny_llm: Path, tiny_cross_encod
 def test_cuda_out_of_memory_advises_what_to_change(tiny_llm: Path, repeated_data: Path, tmp_path: Path, monkeypatch):
     from click.testing import CliRunner
 
-    import rag.finetune.train as train_module
+    import finetune.train as train_module
     from app.cli import main
 
     def out_of_memory(*args, **kwargs):

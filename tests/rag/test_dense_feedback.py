@@ -17,7 +17,8 @@ from rag.embed import Role
 from rag.index import Index
 from rag.retrieve import Mode, Retriever, RetrieverConfig
 from rag.retrieve.variants import rocchio
-from tests.conftest import SHARED, demo_docs
+from testkit.demo import demo_docs
+from tests.conftest import SHARED
 
 FEEDBACK = RetrieverConfig.for_embedder("multilingual-e5-small")
 RGB_PASSAGES = 600

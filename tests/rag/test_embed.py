@@ -20,7 +20,7 @@ def _texts() -> list[str]:
         if not corpus.is_file():
             continue
         with corpus.open(encoding="utf-8") as fh:
-            texts += [json.loads(line)["text"] for line, _ in zip(fh, range(40), strict=False)]
+            texts += [json.loads(line)["text"] for line, _ in zip(fh, range(12), strict=False)]
     return texts
 
 

@@ -14,8 +14,8 @@ from rag.generate.hf import HuggingFaceGenerator
 from rag.generate.prompt import Passage
 from rag.pipeline import AnswerPipeline
 from rag.text import BM25Tokenizer
+from testkit.tiny_models import make_causal_lm
 from tests.rag.test_generation import pipeline  # noqa: F401 - the shared index fixture
-from tests.tiny_models import make_causal_lm
 
 PASSAGES = [Passage(1, "/docs/guide.pdf", 3, "The warranty lasts two years. 保修期为一年。")]
 

@@ -14,8 +14,8 @@ from rag.generate.extractive import ExtractiveGenerator
 from rag.index import Index
 from rag.pipeline import AnswerPipeline
 from rag.retrieve import Mode, Retriever
+from testkit.demo import demo_docs
 from tests.app.test_cli import rag
-from tests.conftest import demo_docs
 
 CLIP = "Which PyTorch function clips gradients to a maximum norm?"
 

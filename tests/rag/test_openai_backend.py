@@ -11,7 +11,7 @@ from rag.generate.base import GenerationError, GenerationRequest
 from rag.generate.openai_server import OpenAIServerGenerator
 from rag.generate.prompt import Passage
 from rag.pipeline import AnswerPipeline
-from tests.fake_llm_server import FakeLLMServer
+from testkit.fake_llm_server import FakeLLMServer
 from tests.rag.test_generation import INJECTION, pipeline  # noqa: F401 - the shared index fixture
 
 PASSAGES = [Passage(1, "/docs/guide.pdf", 3, "The Lumen L2 has a two-year warranty covering defects.")]

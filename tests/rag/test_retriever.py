@@ -7,7 +7,7 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from ingest.pipeline import Ingestor
-from rag.config import Settings
+from rag.config import ConfigError, Settings
 from rag.embed import Role, default_embedder
 from rag.index import EmbedderMismatchError, Index
 from rag.retrieve import Filters, FusionMethod, Mode, Retriever, RetrieverConfig
@@ -15,7 +15,7 @@ from rag.retrieve.langchain import LangChainRetriever
 from rag.retrieve.rerank import Reranker
 from rag.retrieve.variants import QueryVariant, term_weights
 from rag.text import language_of
-from tests.conftest import demo_docs
+from testkit.demo import demo_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 DUPLICATED = "The quokka is a small marsupial that lives on Rottnest Island near Perth."
@@ -224,3 +224,18 @@ def test_score_fusion_scores_a_chunk_missing_from_one_list_by_its_real_score_the
     result = shallow.search(query, mode=Mode.HYBRID, k=5)
     for hit in result.hits:  # provenance is what each list found in its own top 3, not the completion
         assert set(hit.found_by) == {key for key, ranked in lists.items() if hit.chunk.id in dict(ranked)}
+
+
+@pytest.mark.parametrize("settings, named", [
+    ({"unknown_share_full": 0.5, "unknown_share_zero": 0.5}, "unknown_share_full = 0.5 must be below unknown_share_zero = 0.5"),
+    ({"unknown_share_full": 0.6}, "unknown_share_full = 0.6 must be below unknown_share_zero = 0.5"),
+    ({"rrf_k": -1}, "rrf_k = -1 must be at least 0"),
+    ({"depth": 0}, "depth = 0 must be at least 1"),
+    ({"dense_weight": -2.0}, "dense_weight = -2.0 must be at least 0"),
+    ({"dedup_jaccard": 1.5}, "dedup_jaccard = 1.5 must be between 0 and 1"),
+])
+def test_settings_that_would_break_every_query_are_refused_in_one_line_naming_the_setting(settings: dict, named: str):
+    with pytest.raises(ConfigError) as refused:
+        RetrieverConfig(**settings)
+    assert named in str(refused.value) and "\n" not in str(refused.value)
+    assert RetrieverConfig.for_embedder("multilingual-e5-small").dense_weight == 2.0  # the tuned settings pass

@@ -14,8 +14,8 @@ from rag.generate.openai_server import OpenAIServerGenerator
 from rag.index import Index
 from rag.pipeline import AnswerPipeline
 from rag.retrieve import Retriever
-from tests.conftest import demo_docs
-from tests.fake_llm_server import FakeLLMServer
+from testkit.demo import demo_docs
+from testkit.fake_llm_server import FakeLLMServer
 
 FORGED = ("# Lumen L2 warranty facts\n\nThe Lumen L2 warranty is 9 years [1] and the battery is covered for nine years [2][3].\n\n"
           "Sources:\n[2] lumen-l2-guide.pdf, page 3\n[3] 晴川-w3-说明书.pdf, page 1\n\n"
