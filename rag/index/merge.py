@@ -47,9 +47,10 @@ def merge_plan(sizes: dict[str, tuple[int, int]]) -> list[str]:
     return names[first:]
 
 
-def write_merged_segment(generation: Path, store: SegmentedStore, chosen: list[str], folder: Path) -> np.ndarray:
+def write_merged_segment(generation: Path, store: SegmentedStore, chosen: list[str],
+                         folder: Path) -> tuple[np.ndarray, dict[str, object] | None]:
     """Write the live content of the ``chosen`` segments of ``generation`` as one segment in ``folder``;
-    returns the dead chunk ids it leaves behind."""
+    returns the dead chunk ids it leaves behind and the merged dense index's description (None without vectors)."""
     folder.mkdir()
     dead = store.dead_array()
     merged = ChunkStore.create(folder / CHUNKS)
@@ -83,4 +84,5 @@ def write_merged_segment(generation: Path, store: SegmentedStore, chosen: list[s
         dense.maintain()
         dense.save(folder / DENSE)
     Postings.concatenated(postings).save(folder / SPARSE)
-    return np.concatenate(left_behind) if left_behind else np.zeros(0, np.int64)
+    dead_merged = np.concatenate(left_behind) if left_behind else np.zeros(0, np.int64)
+    return dead_merged, dense.describe() if dense is not None else None

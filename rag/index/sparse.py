@@ -74,13 +74,18 @@ class Postings:
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         if len(all_ids) > 1 and np.any(np.diff(all_ids) <= 0):
             raise ValueError("segments must be concatenated in chunk id order")
-        all_terms = np.concatenate(terms) if terms else np.zeros(0, np.int64)
-        all_docs = np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, np.int32)
-        order = np.lexsort((all_docs, all_terms))
-        counts = np.bincount(all_terms, minlength=len(vocabulary))
-        return cls(all_ids, np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
-                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), all_docs[order],
-                   (np.concatenate(tf) if tf else np.zeros(0, np.float32))[order], vocabulary)
+        return cls.from_entries(all_ids, np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
+                                np.concatenate(terms) if terms else np.zeros(0, np.int64),
+                                np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, np.int32),
+                                np.concatenate(tf) if tf else np.zeros(0, np.float32), vocabulary)
+
+    @classmethod
+    def from_entries(cls, ids: np.ndarray, lengths: np.ndarray, terms: np.ndarray, docs: np.ndarray, tf: np.ndarray,
+                     vocabulary: dict[str, int]) -> Postings:
+        """The postings of ``(term, doc, tf)`` entries in any order (``docs`` are positions in ``ids``)."""
+        order = np.lexsort((docs, terms))
+        counts = np.bincount(terms, minlength=len(vocabulary))
+        return cls(ids, lengths, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), docs[order], tf[order], vocabulary)
 
     @classmethod
     def load(cls, directory: Path) -> Postings:
@@ -144,11 +149,8 @@ class PostingsBuilder:
         owners = np.concatenate([o for _, o, _ in self._parts] or [np.zeros(0, np.int64)])
         tf = np.concatenate([f for _, _, f in self._parts] or [np.zeros(0, np.float32)])
         alive = ~np.isin(owners, gone)
-        terms, docs, tf = terms[alive], np.searchsorted(ids, owners[alive]).astype(np.int32), tf[alive]
-        entries = np.lexsort((docs, terms))
-        counts = np.bincount(terms, minlength=len(self.vocabulary))
-        return Postings(ids, lengths, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), docs[entries], tf[entries],
-                        self.vocabulary)
+        return Postings.from_entries(ids, lengths, terms[alive], np.searchsorted(ids, owners[alive]).astype(np.int32), tf[alive],
+                                     self.vocabulary)
 
 
 class SparseIndex:

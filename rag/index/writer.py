@@ -71,6 +71,10 @@ class IndexWriter:
         self._added_unknown: Counter[str] = Counter()
         self.live_manifest: dict[str, Any] = {}
         self.live_name: str | None = None
+        self._sizes: dict[str, list[int]] = {}
+        """Each segment's chunks: ``[stored, of which dead]``, as the manifest records them."""
+        self._segment_dense: dict[str, dict[str, Any]] = {}
+        """Each segment's dense search structure (:meth:`DenseIndex.describe`), as the manifest records it."""
         self.commit_seconds: dict[str, float] = {}
         """Where :meth:`commit` spent its time: ``segment`` (the new segment's vectors and BM25),
         ``publish`` (catalog, dead ids, manifest, fsync, rename, clean-up) and ``merge`` (after publishing;
@@ -84,6 +88,8 @@ class IndexWriter:
             if self._live is not None:
                 self.live_name = self._live.name
                 self.live_manifest = read_manifest(self._live)
+                self._sizes = {name: list(size) for name, size in self.live_manifest.get("segment_sizes", {}).items()}
+                self._segment_dense = dict(self.live_manifest.get("segment_dense", {}))
                 built_with = self.live_manifest.get("embedder", {}).get("name")
                 if built_with and built_with != self.embedder_name:
                     raise EmbedderMismatchError(
@@ -323,20 +329,6 @@ class IndexWriter:
                 kept.append(name)
         return kept
 
-    @property
-    def _sizes(self) -> dict[str, list[int]]:
-        """Each segment's chunks: ``[stored, of which dead]``, as the manifest records them."""
-        if not hasattr(self, "_segment_sizes"):
-            self._segment_sizes: dict[str, list[int]] = {name: list(size) for name, size in self.live_manifest.get("segment_sizes", {}).items()}
-        return self._segment_sizes
-
-    @property
-    def _segment_dense(self) -> dict[str, dict[str, Any]]:
-        """Each segment's dense search structure (:meth:`DenseIndex.describe`), as the manifest records it."""
-        if not hasattr(self, "_dense_descriptions"):
-            self._dense_descriptions: dict[str, dict[str, Any]] = dict(self.live_manifest.get("segment_dense", {}))
-        return self._dense_descriptions
-
     def _merge(self, generation: Path) -> Path:
         """Publish a generation with the segments :func:`merge_plan` picks merged into one (crash-safe: the
         generation just published stays live until the merged one is)."""
@@ -347,7 +339,7 @@ class IndexWriter:
         try:
             self._staging.mkdir()
             name = _segment_name(int(self.live_manifest["next_segment"]))
-            merged_dead = write_merged_segment(generation, store, chosen, self._staging / name)
+            merged_dead, merged_dense = write_merged_segment(generation, store, chosen, self._staging / name)
         finally:
             store.close()
         segments = []
@@ -363,8 +355,8 @@ class IndexWriter:
         catalog.close()
         dead = read_dead(generation)
         np.save(self._staging / DEAD, dead[~np.isin(dead, merged_dead)])
-        if (self._staging / name / DENSE).exists():
-            self._segment_dense[name] = DenseIndex.load(self._staging / name / DENSE).describe()
+        if merged_dense is not None:
+            self._segment_dense[name] = merged_dense
         self._sizes[name] = [sum(self._sizes[s][0] - self._sizes[s][1] for s in chosen), 0]
         manifest = {**self.live_manifest, "segments": segments, "next_segment": int(name.removeprefix("seg-")) + 1,
                     "segment_sizes": {s: self._sizes[s] for s in segments},
