@@ -11,6 +11,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.index.lookup import find_sorted
+
 
 @contextmanager
 def _openmp_threads(n: int) -> Iterator[None]:
@@ -121,15 +123,9 @@ class DenseIndex:
             self._sorted_ids = self.ids[self._order]
         return self._sorted_ids, self._order
 
-    def _slots(self, ids: np.ndarray) -> np.ndarray:
-        """Each id's slot in the sorted ids (binary search; a valid slot even for absent ids)."""
-        sorted_ids, _ = self._id_order()
-        return np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
-
     def holds(self, ids: np.ndarray) -> np.ndarray:
         """Which of these chunk ids are stored here (a boolean mask)."""
-        sorted_ids, _ = self._id_order()
-        return sorted_ids[self._slots(ids)] == ids if len(sorted_ids) else np.zeros(len(ids), bool)
+        return find_sorted(self._id_order()[0], ids)[1]
 
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self._excluded)
@@ -180,8 +176,8 @@ class DenseIndex:
         flat = faiss.downcast_index(exact.index)
         assert isinstance(flat, faiss.IndexFlat)
         storage = faiss.rev_swig_ptr(flat.get_xb(), exact.ntotal * self.dimension).reshape(-1, self.dimension)
-        _, order = self._id_order()
-        return storage[order[self._slots(np.asarray(ids, np.int64))]]
+        sorted_ids, order = self._id_order()
+        return storage[order[find_sorted(sorted_ids, np.asarray(ids, np.int64))[0]]]
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, each ``(len(queries), k)``; missing hits have id -1.

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.index.lookup import find_sorted
+
 K1 = 1.2
 B = 0.75
 """BM25 parameters, measured best of (0.9, 0.4), (1.2, 0.75), (1.5, 0.75) on SciFact and RGB-zh."""
@@ -253,9 +255,7 @@ class SparseIndex:
         wanted = np.asarray(ids, np.int64)
         where = []
         for segment in self._segments:
-            position = np.searchsorted(segment.ids, wanted)
-            inside = position < len(segment)
-            inside[inside] = np.asarray(segment.ids)[position[inside]] == wanted[inside]
+            position, inside = find_sorted(segment.ids, wanted)
             where.append((np.flatnonzero(inside), position[inside]))
         for token, weight in weights.items():
             frequency = self._frequency(token) if weight > 0 and len(wanted) else 0
@@ -266,8 +266,7 @@ class SparseIndex:
                 rows, positions = where[number]
                 if not len(docs) or not len(positions):
                     continue
-                slot = np.minimum(np.searchsorted(docs, positions), len(docs) - 1)
-                found = docs[slot] == positions
+                slot, found = find_sorted(docs, positions)
                 hit_tf = tf[slot[found]]
                 result[rows[found]] += factor * hit_tf / (self._norms[number][positions[found]] + hit_tf)
         return result

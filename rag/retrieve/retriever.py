@@ -21,6 +21,7 @@ import numpy as np
 from rag.config import Settings
 from rag.embed import Embedder, Role, choose_embedder, load_embedder
 from rag.index import Index
+from rag.index.lookup import find_sorted
 from rag.index.store import ChunkRow
 from rag.retrieve import policy
 from rag.retrieve.filters import Filters
@@ -201,8 +202,7 @@ class Retriever:
         """Each chunk's language offset for a question in language ``asked`` (0 for a chunk in that language)."""
         known, codes, names = self._chunk_languages()
         table = np.array([self.embedder.language_offset(asked, name, self.config.language_offset_scale) for name in names])
-        slot = np.minimum(np.searchsorted(known, ids), max(len(known) - 1, 0))
-        found = known[slot] == ids if len(known) else np.zeros(len(ids), bool)
+        slot, found = find_sorted(known, ids)
         return np.where(found, table[codes[slot]] if len(known) else 0.0, 0.0)
 
     def bm25_weight_for(self, query: str) -> float:
