@@ -92,10 +92,16 @@ def encoder_flops_per_token(embedder: Embedder, tokens: float) -> float:
     attention over ``tokens`` (4 x layers x tokens x hidden)."""
     import torch
 
+    from rag.embed.e5_encoder import E5Encoder, PackedLinear
+
     model = embedder.model  # type: ignore[attr-defined]
-    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    config = getattr(model, "config", None) or model[0].auto_model.config
-    return 2 * linear + 4 * config.num_hidden_layers * tokens * config.hidden_size
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear | PackedLinear))
+    if isinstance(model, E5Encoder):
+        layers, hidden = len(model.layers), model.hidden
+    else:
+        config = model[0].auto_model.config
+        layers, hidden = config.num_hidden_layers, config.hidden_size
+    return 2 * linear + 4 * layers * tokens * hidden
 
 
 def ingest(embedder: Embedder, baseline_embedder: Embedder, corpus: Path) -> dict[str, Any]:

