@@ -11,8 +11,8 @@ baselines run in the same process on the same data, written to bench/results.jso
   embedder's achieved GFLOP/s (from its size and the tokens it read) against numpy's float32
   matrix-multiply GFLOP/s on the same cores.
 - Queries at each size: p50/p95 of hybrid search including the query embedding, and of the search
-  after it, per mode, and the peak RSS of the process that builds and searches (a fresh one per
-  size, so that no earlier stage's memory counts); at 100k also LangChain's EnsembleRetriever(BM25,
+  after it, per mode, and the peak RSS of building the index (in a fresh process per size, counted
+  from when its embedder is loaded, the inputs made file by file as an ingest reads them); at 100k also LangChain's EnsembleRetriever(BM25,
   FAISS). Texts are real passages cycled from ../shared/eval. Vectors are 4,000 real e5 passage
   vectors cycled with noise (embedding a million passages would take days here; uniformly random
   vectors have no neighbourhoods, so no ANN index finds their neighbours). Recall@10 of the dense

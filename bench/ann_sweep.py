@@ -12,8 +12,9 @@ import time
 import faiss
 import numpy as np
 
-from bench.__main__ import REAL_PASSAGES, structured_vectors
+from bench.__main__ import REAL_PASSAGES
 from bench.hybrid_latency import queries, windows
+from bench.query_sizes import structured_vectors
 from rag.embed import Role, default_embedder, load_embedder
 from rag.index.dense import DenseIndex
 

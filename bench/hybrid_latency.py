@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,24 @@ def windows() -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def passage(texts: Sequence[str], i: int) -> str:
+    """The ``i``-th bench passage: the windows cycled, each copy marked."""
+    return texts[i % len(texts)] + ("" if i < len(texts) else f" (copy {i // len(texts)})")
+
+
 def passages(n: int) -> list[str]:
     texts = windows()
-    return [texts[i % len(texts)] + ("" if i < len(texts) else f" (copy {i // len(texts)})") for i in range(n)]
+    return [passage(texts, i) for i in range(n)]
+
+
+PER_FILE = 1000
+"""Chunks per bench file."""
+
+
+def in_files(texts: Sequence[str], vectors: np.ndarray) -> Iterator[tuple[Sequence[str], np.ndarray]]:
+    """Passages and their vectors, :data:`PER_FILE` at a time (one file each in :func:`build_ours`)."""
+    for start in range(0, len(texts), PER_FILE):
+        yield texts[start : start + PER_FILE], vectors[start : start + PER_FILE]
 
 
 def queries(n: int) -> list[str]:
@@ -58,17 +74,17 @@ def queries(n: int) -> list[str]:
     return texts
 
 
-def build_ours(folder: Path, texts: list[str], vectors: np.ndarray, tokenizer: BM25Tokenizer, embedder: str) -> Path:
+def build_ours(folder: Path, files: Iterable[tuple[Sequence[str], np.ndarray]], tokenizer: BM25Tokenizer, embedder: str) -> Path:
+    """Our index of these files' passages and vectors, chunk ids in order, one commit (as a first ingest)."""
+    first = 0
     with IndexWriter(folder, embedder) as writer:
-        per_file = 1000
-        for start in range(0, len(texts), per_file):
-            part = texts[start : start + per_file]
-            path = f"/bench/file-{start // per_file:05d}.txt"
-            rows = [ChunkRow(start + i, path, 1, 0, len(t), t, f"{start + i:064x}", tuple(tokenizer.tokenize(t)), 1, 0)
+        for number, (part, vectors) in enumerate(files):
+            path = f"/bench/file-{number:05d}.txt"
+            rows = [ChunkRow(first + i, path, 1, 0, len(t), t, f"{first + i:064x}", tuple(tokenizer.tokenize(t)), 1, 0)
                     for i, t in enumerate(part)]
-            writer.replace_file(FileRecord(path, f"{start:064x}", 0, 0, 1, len(rows)), [(1, "", ())], rows,
-                                vectors[start : start + len(part)])
-        writer.commit({"chunker": {}, "next_chunk_id": len(texts)},
+            writer.replace_file(FileRecord(path, f"{first:064x}", 0, 0, 1, len(rows)), [(1, "", ())], rows, vectors)
+            first += len(rows)
+        writer.commit({"chunker": {}, "next_chunk_id": first},
                       describe_embedder=lambda: {"name": embedder, "dimension": 384, "normalize": True})
     return folder
 
@@ -107,7 +123,7 @@ def main(n: int, n_queries: int, embedder_name: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="rag-latency-"))
     try:
         started = time.perf_counter()
-        ours = Retriever(Index.open(build_ours(work / "index", texts, vectors, tokenizer, embedder.name)), embedder, tokenizer)
+        ours = Retriever(Index.open(build_ours(work / "index", in_files(texts, vectors), tokenizer, embedder.name)), embedder, tokenizer)
         build_ours_s = time.perf_counter() - started
         started = time.perf_counter()
         bm25 = BM25Retriever.from_texts(texts, preprocess_func=tokenizer.tokenize, k=10)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.hybrid_latency import build_ours, passages, percentiles, same_embedder
+from bench.hybrid_latency import PER_FILE, build_ours, passage, passages, percentiles, same_embedder, windows
 from rag.embed import Embedder, Role, default_embedder, load_embedder
 from rag.index import ChunkRow, FileRecord, Index, IndexWriter
 from rag.index.dense import DenseIndex, DenseSegments
@@ -26,21 +26,39 @@ from rag.index.layout import CATALOG, CHUNKS, DENSE, SPARSE
 from rag.retrieve import Mode, Retriever
 from rag.text import BM25Tokenizer
 
+BLOCK = 100_000
+"""Structured vectors made at a time."""
+
+
+def structured_blocks(real: np.ndarray, size: int, noise: float = 0.48) -> Iterator[np.ndarray]:
+    """``size`` unit vectors, 100,000 at a time: the real passage vectors cycled, each copy moved by
+    Gaussian noise of norm about ``noise`` (cosine about 0.9 to its source), so the set has the
+    neighbourhoods of real embeddings. Uniformly random vectors have none: every ANN index loses recall
+    on them (HNSW at efSearch 512 finds 0.65 of the exact top 10 at 100k), which says nothing about real
+    text. The copies of one passage are near-duplicates of each other (250 of each at 1M), which makes
+    the exact top 10 a pick among near-ties: recall by id is pessimistic on these sets."""
+    rng = np.random.default_rng(0)
+    for start in range(0, size, BLOCK):
+        rows = np.arange(start, min(size, start + BLOCK))
+        block = real[rows % len(real)] + rng.normal(scale=noise / np.sqrt(real.shape[1]), size=(len(rows), real.shape[1]))
+        yield (block / np.linalg.norm(block, axis=1, keepdims=True)).astype(np.float32)
+
 
 def structured_vectors(real: np.ndarray, size: int, noise: float = 0.48) -> np.ndarray:
-    """``size`` unit vectors: the real passage vectors cycled, each copy moved by Gaussian noise of norm
-    about ``noise`` (cosine about 0.9 to its source), so the set has the neighbourhoods of real
-    embeddings. Uniformly random vectors have none: every ANN index loses recall on them (HNSW at
-    efSearch 512 finds 0.65 of the exact top 10 at 100k), which says nothing about real text. The
-    copies of one passage are near-duplicates of each other (250 of each at 1M), which makes the
-    exact top 10 a pick among near-ties: recall by id is pessimistic on these sets."""
-    rng = np.random.default_rng(0)
-    vectors = np.empty((size, real.shape[1]), dtype=np.float32)
-    for start in range(0, size, 100_000):
-        rows = np.arange(start, min(size, start + 100_000))
-        block = real[rows % len(real)] + rng.normal(scale=noise / np.sqrt(real.shape[1]), size=(len(rows), real.shape[1]))
-        vectors[rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return vectors
+    """:func:`structured_blocks` as one array."""
+    return np.concatenate(list(structured_blocks(real, size, noise)))
+
+
+def streamed_files(real: np.ndarray, size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The bench passages and their structured vectors, file by file, made as the build takes them: the
+    inputs of a million chunks held whole would add 1.5 GB of vectors and the texts to the build's
+    memory, which a real ingest (that embeds file by file) never holds."""
+    texts = windows()
+    for block_start, block in zip(range(0, size, BLOCK), structured_blocks(real, size), strict=True):
+        for start in range(0, len(block), PER_FILE):
+            first = block_start + start
+            vectors = block[start : start + PER_FILE]
+            yield [passage(texts, i) for i in range(first, first + len(vectors))], vectors
 
 
 def recall_at_10(dense: DenseIndex | DenseSegments, queries: np.ndarray) -> float:
@@ -58,6 +76,12 @@ def real_set_recall(real: np.ndarray, queries: np.ndarray) -> float:
     return recall_at_10(dense, queries)
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory (VmHWM) again from what it holds now."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+        clear.write("5")
+
+
 def peak_rss_mib() -> int:
     """This process's peak resident memory (VmHWM: ru_maxrss of a spawned process starts from its parent's peak)."""
     with open("/proc/self/status", encoding="ascii") as status:
@@ -66,7 +90,8 @@ def peak_rss_mib() -> int:
 
 def query_in_fresh_process(size: int, embedder_name: str, questions: list[str], query_vectors: np.ndarray,
                            real: np.ndarray, baseline: bool) -> dict[str, Any]:
-    """:func:`query` in a new process, whose peak RSS is then that of building and searching this size."""
+    """:func:`query` in a new process, so that its ``peak_rss_mib`` is this size's build alone (VmHWM
+    reset once the embedder is loaded: an ingest holds its embedder too)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
         return process.submit(query, size, embedder_name, questions, query_vectors, real, baseline).result()
 
@@ -76,17 +101,17 @@ def query(size: int, embedder_name: str, questions: list[str], query_vectors: np
     """Per mode p50/p95 in ms of the whole search and of the search after the query embedding."""
     embedder = load_embedder(embedder_name)
     embedder.encode(["warm up"], Role.QUERY)
-    texts = passages(size)
-    vectors = structured_vectors(real, size)
     tokenizer = BM25Tokenizer()
     work = Path(tempfile.mkdtemp(prefix="rag-bench-query-"))
     try:
+        reset_peak_rss()
         started = time.perf_counter()
-        retriever = Retriever(Index.open(build_ours(work / "index", texts, vectors, tokenizer, embedder.name)), embedder, tokenizer)
+        index_dir = build_ours(work / "index", streamed_files(real, size), tokenizer, embedder.name)
+        figures: dict[str, Any] = {"chunks": size, "build_seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": peak_rss_mib()}
+        retriever = Retriever(Index.open(index_dir), embedder, tokenizer)
         dense = retriever.index.dense
-        figures: dict[str, Any] = {"chunks": size, "build_seconds": round(time.perf_counter() - started, 1),
-                                   "dense_index": retriever.index.manifest["dense_index"]["type"],
-                                   "recall_at_10": recall_at_10(dense, query_vectors)}
+        figures["dense_index"] = retriever.index.manifest["dense_index"]["type"]
+        figures["recall_at_10"] = recall_at_10(dense, query_vectors)
         for mode in (Mode.BM25, Mode.DENSE, Mode.HYBRID):
             for question in questions[:3]:
                 retriever.search(question, mode=mode, k=10)
@@ -99,13 +124,12 @@ def query(size: int, embedder_name: str, questions: list[str], query_vectors: np
             figures[mode.value] = {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "search_p50_ms": round(s50, 2),
                                    "search_p95_ms": round(s95, 2)}
         figures["hybrid_p50_ms"], figures["search_p50_ms"] = figures["hybrid"]["p50_ms"], figures["hybrid"]["search_p50_ms"]
-        figures["peak_rss_mib"] = peak_rss_mib()
         retriever.index.close()
         figures["bytes_per_chunk"] = bytes_per_chunk(work / "index", size)
         figures["serving_rss_mib"] = serving_rss_mib(work / "index", questions[:20])
-        figures["one_file_update"] = one_file_update(work / "index", embedder.name, tokenizer, vectors[:10])
+        figures["one_file_update"] = one_file_update(work / "index", embedder.name, tokenizer, next(structured_blocks(real, 10)))
         if baseline:
-            figures["baseline_p50_ms"] = langchain_p50(texts, vectors, tokenizer, embedder, questions)
+            figures["baseline_p50_ms"] = langchain_p50(passages(size), structured_vectors(real, size), tokenizer, embedder, questions)
             figures["ratio"] = round(figures["baseline_p50_ms"] / figures["hybrid_p50_ms"], 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)

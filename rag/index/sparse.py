@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +23,8 @@ K1 = 1.2
 B = 0.75
 """BM25 parameters, measured best of (0.9, 0.4), (1.2, 0.75), (1.5, 0.75) on SciFact and RGB-zh."""
 _ARRAYS = ("ids", "lengths", "indptr", "docs", "tf")
+RECENT_QUERIES = 8
+"""Score tables kept for :meth:`SparseIndex.scores_for`: a search's lists, completed right after it."""
 _VOCABULARY = "vocabulary.json"
 
 
@@ -181,6 +184,9 @@ class SparseIndex:
         average = total_length / self._count if self._count else 1.0
         self._norms = [(K1 * ((1 - B) + B * np.asarray(s.lengths, np.float32) / np.float32(average))).astype(np.float32)
                        for s in self._segments]
+        self._recent: OrderedDict[tuple[tuple[str, float], ...], list[np.ndarray] | None] = OrderedDict()
+        """The score tables of the last :data:`RECENT_QUERIES` weighted queries, newest last."""
+        self._recent_lock = threading.Lock()
 
     @classmethod
     def build(cls, ids: Sequence[int], tokens: Sequence[Sequence[str]]) -> SparseIndex:
@@ -196,16 +202,15 @@ class SparseIndex:
     def __len__(self) -> int:
         return self._count
 
-    def _postings(self, token: str, live: bool = True) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """``(segment, docs, their tf)`` of a token in each segment that has it: live docs only, or with
-        ``live=False`` dead ones too (for look-ups of live ids, where filtering would only cost time)."""
+    def _postings(self, token: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """``(segment, docs, their tf)`` of a token in each segment that has it, live docs only."""
         found = []
         for number, segment in enumerate(self._segments):
             row = segment.vocabulary.get(token)
             if row is not None:
                 start, end = int(segment.indptr[row]), int(segment.indptr[row + 1])
                 docs, tf = np.asarray(segment.docs[start:end]), np.asarray(segment.tf[start:end])
-                if live and self._has_dead[number]:
+                if self._has_dead[number]:
                     alive = self._alive[number][docs]
                     docs, tf = docs[alive], tf[alive]
                 found.append((number, docs, tf))
@@ -225,7 +230,14 @@ class SparseIndex:
         return {t: self._idf(self._frequency(t)) for t in tokens}
 
     def _scores(self, weights: Mapping[str, float]) -> list[np.ndarray] | None:
-        """``sum_t w_t * bm25(t, chunk)`` for every chunk of each segment; None when no term is found."""
+        """``sum_t w_t * bm25(t, chunk)`` for every chunk of each segment; None when no term is found.
+        The tables of recent queries are kept (read-only), so that :meth:`scores_for` after a search of the
+        same query is a look-up."""
+        key = tuple(sorted(weights.items()))
+        with self._recent_lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
         scores = [np.zeros(len(s), np.float32) for s in self._segments]
         found = False
         for token, weight in weights.items():
@@ -237,6 +249,12 @@ class SparseIndex:
             factor = np.float32(weight * self._idf(frequency))
             for number, docs, tf in postings:
                 scores[number][docs] += factor * tf / (self._norms[number][docs] + tf)
+        for table in scores:
+            table.flags.writeable = False
+        with self._recent_lock:
+            self._recent[key] = scores if found else None
+            while len(self._recent) > RECENT_QUERIES:
+                self._recent.popitem(last=False)
         return scores if found else None
 
     def search(self, tokens: Sequence[str], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -247,28 +265,17 @@ class SparseIndex:
         return self.search_weighted(Counter(tokens), k, allowed)
 
     def scores_for(self, weights: Mapping[str, float], ids: np.ndarray) -> np.ndarray:
-        """The weighted query's BM25 score of each of these chunk ids (0 for a chunk without its terms).
-
-        Looks the chunks up in each term's postings (binary search) instead of scoring every chunk: the
-        cost follows the number of ids, not the length of common terms' postings."""
+        """The weighted query's BM25 score of each of these chunk ids (0 for a chunk without its terms or
+        not live): looked up in the query's score table, kept from its search (see :meth:`_scores`).
+        Looking each chunk up in each term's postings instead cost 2.4 ms a query at a million chunks."""
         result = np.zeros(len(ids), np.float32)
+        scores = self._scores(weights)
+        if scores is None:
+            return result
         wanted = np.asarray(ids, np.int64)
-        where = []
-        for segment in self._segments:
+        for segment, table in zip(self._segments, scores, strict=True):  # dead chunks score 0 in the tables
             position, inside = find_sorted(segment.ids, wanted)
-            where.append((np.flatnonzero(inside), position[inside]))
-        for token, weight in weights.items():
-            frequency = self._frequency(token) if weight > 0 and len(wanted) else 0
-            if not frequency:
-                continue
-            factor = np.float32(weight * self._idf(frequency))
-            for number, docs, tf in self._postings(token, live=False):
-                rows, positions = where[number]
-                if not len(docs) or not len(positions):
-                    continue
-                slot, found = find_sorted(docs, positions)
-                hit_tf = tf[slot[found]]
-                result[rows[found]] += factor * hit_tf / (self._norms[number][positions[found]] + hit_tf)
+            result[inside] = table[position[inside]]
         return result
 
     def search_weighted(self, weights: Mapping[str, float], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
