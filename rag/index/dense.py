@@ -125,7 +125,7 @@ class DenseIndex:
 
     def holds(self, ids: np.ndarray) -> np.ndarray:
         """Which of these chunk ids are stored here (a boolean mask)."""
-        return find_sorted(self._id_order()[0], ids)[1]
+        return self.locate(ids)[1]
 
     def __len__(self) -> int:
         return int(self._index.ntotal) - len(self._excluded)
@@ -166,18 +166,27 @@ class DenseIndex:
         assert isinstance(exact, faiss.IndexIDMap2)
         return faiss.downcast_index(exact.index).reconstruct_n(start, count)
 
-    def vectors(self, ids: list[int]) -> np.ndarray:
-        """The stored vectors of these ids (each must be present), read from the exact index's storage in
-        place: one gather instead of a FAISS call per id."""
-        if not ids:
+    def vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
+        """The stored vectors of these ids (each must be present)."""
+        slot, _ = self.locate(np.asarray(ids, np.int64))
+        return self.rows(slot)
+
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(position in storage, found)`` of each id."""
+        sorted_ids, order = self._id_order()
+        slot, found = find_sorted(sorted_ids, ids)
+        return order[slot] if len(order) else slot, found
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """Stored vectors by position, read from the exact index's storage in place: one gather instead
+        of a FAISS call per vector."""
+        if not len(positions):
             return np.zeros((0, self.dimension), np.float32)
         exact = self._index
         assert isinstance(exact, faiss.IndexIDMap2)
         flat = faiss.downcast_index(exact.index)
         assert isinstance(flat, faiss.IndexFlat)
-        storage = faiss.rev_swig_ptr(flat.get_xb(), exact.ntotal * self.dimension).reshape(-1, self.dimension)
-        sorted_ids, order = self._id_order()
-        return storage[order[find_sorted(sorted_ids, np.asarray(ids, np.int64))[0]]]
+        return faiss.rev_swig_ptr(flat.get_xb(), exact.ntotal * self.dimension).reshape(-1, self.dimension)[positions]
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, each ``(len(queries), k)``; missing hits have id -1.
@@ -232,14 +241,14 @@ class DenseSegments:
     def __len__(self) -> int:
         return sum(len(s) for s in self.segments)
 
-    def vectors(self, ids: list[int]) -> np.ndarray:
-        """The stored vectors of these ids, from whichever segment holds each."""
+    def vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
+        """The stored vectors of these ids, from whichever segment holds each (one look-up per segment)."""
         rows = np.zeros((len(ids), self.dimension), np.float32)
         wanted = np.asarray(ids, np.int64)
         for segment in self.segments:
-            inside = segment.holds(wanted)
+            positions, inside = segment.locate(wanted)
             if inside.any():
-                rows[inside] = segment.vectors(wanted[inside].tolist())
+                rows[inside] = segment.rows(positions[inside])
         return rows
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -76,7 +76,7 @@ class Index:
         scores, ids = self.sparse.search_weighted(weights, k, allowed)
         return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
-    def vectors(self, ids: list[int]) -> np.ndarray:
+    def vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
         """Stored vectors of these chunks (for feedback and near-duplicate checks)."""
         if self.dense is None:  # an index without chunks has no dense part
             if ids:

@@ -287,7 +287,7 @@ class SparseIndex:
         for segment, segment_scores in zip(self._segments, scores, strict=True):
             if allowed is not None:
                 segment_scores = np.where(np.isin(segment.ids, allowed), segment_scores, 0)
-            top = np.flatnonzero(segment_scores > 0)
+            top = np.flatnonzero(segment_scores)  # scores are never negative: terms with weight <= 0 are skipped
             if len(top) > k:
                 top = top[np.argpartition(-segment_scores[top], k - 1)[:k]]
             best_scores.append(segment_scores[top])

@@ -292,7 +292,7 @@ class Retriever:
             variant = by_name[name]
             if retriever == "dense" and variant.vector is not None:
                 if vectors is None:
-                    vectors = self.index.vectors(union.tolist())
+                    vectors = self.index.vectors(union)
                 scores = vectors @ variant.vector
                 if self.embedder.language_offsets and self._mixed_languages():
                     scores = scores + self._language_offsets(language_of(variant.text), union)
