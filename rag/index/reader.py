@@ -72,10 +72,6 @@ class Index:
         scores, ids = self.sparse.search(tokens, k, allowed)
         return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
-    def search_bm25_weighted(self, weights: dict[str, float], k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        scores, ids = self.sparse.search_weighted(weights, k, allowed)
-        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
-
     def vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
         """Stored vectors of these chunks (for feedback and near-duplicate checks)."""
         if self.dense is None:  # an index without chunks has no dense part

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,8 +22,8 @@ K1 = 1.2
 B = 0.75
 """BM25 parameters, measured best of (0.9, 0.4), (1.2, 0.75), (1.5, 0.75) on SciFact and RGB-zh."""
 _ARRAYS = ("ids", "lengths", "indptr", "docs", "tf")
-RECENT_QUERIES = 8
-"""Score tables kept for :meth:`SparseIndex.scores_for`: a search's lists, completed right after it."""
+ScoreTables = list[np.ndarray]
+"""A weighted query's BM25 score of every chunk, one array per segment (by position in the segment)."""
 _VOCABULARY = "vocabulary.json"
 
 
@@ -184,9 +183,6 @@ class SparseIndex:
         average = total_length / self._count if self._count else 1.0
         self._norms = [(K1 * ((1 - B) + B * np.asarray(s.lengths, np.float32) / np.float32(average))).astype(np.float32)
                        for s in self._segments]
-        self._recent: OrderedDict[tuple[tuple[str, float], ...], list[np.ndarray] | None] = OrderedDict()
-        """The score tables of the last :data:`RECENT_QUERIES` weighted queries, newest last."""
-        self._recent_lock = threading.Lock()
 
     @classmethod
     def build(cls, ids: Sequence[int], tokens: Sequence[Sequence[str]]) -> SparseIndex:
@@ -229,15 +225,9 @@ class SparseIndex:
         """Lucene idf of each token (unknown tokens get the idf of a term found nowhere)."""
         return {t: self._idf(self._frequency(t)) for t in tokens}
 
-    def _scores(self, weights: Mapping[str, float]) -> list[np.ndarray] | None:
+    def score_tables(self, weights: Mapping[str, float]) -> ScoreTables | None:
         """``sum_t w_t * bm25(t, chunk)`` for every chunk of each segment; None when no term is found.
-        The tables of recent queries are kept (read-only), so that :meth:`scores_for` after a search of the
-        same query is a look-up."""
-        key = tuple(sorted(weights.items()))
-        with self._recent_lock:
-            if key in self._recent:
-                self._recent.move_to_end(key)
-                return self._recent[key]
+        A search keeps them to complete fused lists (:meth:`scores_for`) without scoring again."""
         scores = [np.zeros(len(s), np.float32) for s in self._segments]
         found = False
         for token, weight in weights.items():
@@ -249,12 +239,6 @@ class SparseIndex:
             factor = np.float32(weight * self._idf(frequency))
             for number, docs, tf in postings:
                 scores[number][docs] += factor * tf / (self._norms[number][docs] + tf)
-        for table in scores:
-            table.flags.writeable = False
-        with self._recent_lock:
-            self._recent[key] = scores if found else None
-            while len(self._recent) > RECENT_QUERIES:
-                self._recent.popitem(last=False)
         return scores if found else None
 
     def search(self, tokens: Sequence[str], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -264,12 +248,13 @@ class SparseIndex:
         """
         return self.search_weighted(Counter(tokens), k, allowed)
 
-    def scores_for(self, weights: Mapping[str, float], ids: np.ndarray) -> np.ndarray:
+    def scores_for(self, weights: Mapping[str, float], ids: np.ndarray, tables: ScoreTables | None = None) -> np.ndarray:
         """The weighted query's BM25 score of each of these chunk ids (0 for a chunk without its terms or
-        not live): looked up in the query's score table, kept from its search (see :meth:`_scores`).
-        Looking each chunk up in each term's postings instead cost 2.4 ms a query at a million chunks."""
+        not live), looked up in its score ``tables`` (made here when not given). A search passes the
+        tables of its own BM25 search: scoring the ids again through every term's postings cost 2.4 ms
+        a query at a million chunks."""
         result = np.zeros(len(ids), np.float32)
-        scores = self._scores(weights)
+        scores = tables if tables is not None else self.score_tables(weights)
         if scores is None:
             return result
         wanted = np.asarray(ids, np.int64)
@@ -280,14 +265,17 @@ class SparseIndex:
 
     def search_weighted(self, weights: Mapping[str, float], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`search` for a weighted query: ``score = sum_t w_t * bm25(t, chunk)``."""
-        scores = self._scores(weights)
-        if scores is None or k <= 0:
+        return self.best(self.score_tables(weights), k, allowed)
+
+    def best(self, tables: ScoreTables | None, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, chunk ids)`` of the ``k`` best chunks with a positive score in these tables, best first."""
+        if tables is None or k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         best_scores, best_ids = [], []
-        for segment, segment_scores in zip(self._segments, scores, strict=True):
+        for segment, segment_scores in zip(self._segments, tables, strict=True):
             if allowed is not None:
                 segment_scores = np.where(np.isin(segment.ids, allowed), segment_scores, 0)
-            top = np.flatnonzero(segment_scores)  # scores are never negative: terms with weight <= 0 are skipped
+            top = np.flatnonzero(segment_scores > 0)
             if len(top) > k:
                 top = top[np.argpartition(-segment_scores[top], k - 1)[:k]]
             best_scores.append(segment_scores[top])

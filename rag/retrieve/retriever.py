@@ -22,6 +22,7 @@ from rag.config import Settings
 from rag.embed import Embedder, Role, choose_embedder, load_embedder
 from rag.index import Index
 from rag.index.lookup import find_sorted
+from rag.index.sparse import ScoreTables
 from rag.index.store import ChunkRow
 from rag.retrieve import policy
 from rag.retrieve.filters import Filters
@@ -31,6 +32,9 @@ from rag.retrieve.rerank import Reranker
 from rag.retrieve.variants import KeywordExtractor, QueryVariant, Rewriter, rm3_expansion, rocchio, term_weights
 from rag.text import BM25Tokenizer, language_of
 
+BM25Tables = dict[str, ScoreTables | None]
+"""Each query variant's BM25 score tables (by variant name), kept by a search so that completing its fused
+lists looks their BM25 scores up instead of scoring them again."""
 MIXED_SHARE = 0.1
 """Dense scores are corrected for the embedder's language bias only when each language holds this share
 of the knowledge base's chunks."""
@@ -175,10 +179,14 @@ class Retriever:
         by_language = self.index.manifest.get("unknown_token_share_by_language", {})
         return policy.dense_weight(self.config, max(unknown / tokens if tokens else 1.0, by_language.get(language_of(query), 0.0)))
 
-    def _lists(self, variant: QueryVariant, dense: bool, allowed: np.ndarray | None, bm25: bool = True) -> dict[str, Ranking]:
+    def _lists(self, variant: QueryVariant, dense: bool, allowed: np.ndarray | None, tables: BM25Tables,
+               bm25: bool = True) -> dict[str, Ranking]:
+        """The variant's BM25 and dense lists (each as asked); its BM25 score tables go to ``tables``."""
         lists = {}
         if bm25:
-            lists[f"{variant.name}/bm25"] = self.index.search_bm25_weighted(variant.bm25_weights, self.config.depth, allowed)
+            tables[variant.name] = found = self.index.sparse.score_tables(variant.bm25_weights)
+            scores, ids = self.index.sparse.best(found, self.config.depth, allowed)
+            lists[f"{variant.name}/bm25"] = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
         if dense and variant.vector is not None:
             ranked = self.index.search_dense(variant.vector, self.config.depth, allowed)
             lists[f"{variant.name}/dense"] = self._debiased(variant.text, ranked)
@@ -238,15 +246,15 @@ class Retriever:
         return self._languages
 
     def _dense_feedback(self, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float,
-                        allowed: np.ndarray | None, bm25_weight: float) -> QueryVariant:
+                        allowed: np.ndarray | None, bm25_weight: float, tables: BM25Tables) -> QueryVariant:
         """The query with its vector moved toward the fused first pass's top chunks; ``lists`` gets the dense
         search of the moved vector in place of the first one."""
         assert original.vector is not None
         first = {"original/bm25": lists["original/bm25"], "original/dense": lists["original/dense"]}
-        ranking = self._ranking(first, [original], dense_weight, bm25_weight)
+        ranking = self._ranking(first, [original], dense_weight, bm25_weight, tables)
         top = [chunk_id for chunk_id, _ in ranking[: self.config.dense_feedback_docs]]
         moved = replace(original, vector=rocchio(original.vector, self.index.vectors(top), self.config.dense_feedback_original_weight))
-        lists.update(self._lists(moved, True, allowed, bm25=False))
+        lists.update(self._lists(moved, True, allowed, tables, bm25=False))
         return moved
 
     def _variants(self, query: str, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float) -> list[QueryVariant]:
@@ -281,8 +289,9 @@ class Retriever:
             variants.append(QueryVariant(f"rewrite-{n}", text, term_weights(self.tokenizer.tokenize(text)), vector))
         return variants
 
-    def _completed(self, lists: dict[str, Ranking], variants: list[QueryVariant]) -> dict[str, Ranking]:
-        """Every list scored over the union of all lists' candidates, best first."""
+    def _completed(self, lists: dict[str, Ranking], variants: list[QueryVariant], tables: BM25Tables | None = None) -> dict[str, Ranking]:
+        """Every list scored over the union of all lists' candidates, best first (BM25 scores looked up in
+        the variants' ``tables`` where given)."""
         union = np.array(sorted({i for ranked in lists.values() for i, _ in ranked}), dtype=np.int64)
         by_name = {v.name: v for v in variants}
         completed = {}
@@ -297,20 +306,20 @@ class Retriever:
                 if self.embedder.language_offsets and self._mixed_languages():
                     scores = scores + self._language_offsets(language_of(variant.text), union)
             else:
-                scores = self.index.sparse.scores_for(variant.bm25_weights, union)
+                scores = self.index.sparse.scores_for(variant.bm25_weights, union, (tables or {}).get(name))
             order = np.argsort(-scores, kind="stable")
             completed[key] = [(int(union[i]), float(scores[i])) for i in order]
         return completed
 
     def _ranking(self, lists: dict[str, Ranking], variants: list[QueryVariant], dense_weight: float,
-                 bm25_weight: float) -> Ranking:
+                 bm25_weight: float, tables: BM25Tables) -> Ranking:
         """The lists as one ranking: score fusion first completes each list with the real scores of the
         others' chunks. ``lists`` itself is left as found, so provenance (found_by) stays with what each
         list found in its own top ``depth``."""
         if len(lists) == 1:
             return next(iter(lists.values()))
         if self.config.complete_scores and self.config.fusion is not FusionMethod.RRF:
-            lists = self._completed(lists, variants)
+            lists = self._completed(lists, variants, tables)
         return self._fuse(lists, dense_weight, bm25_weight)
 
     def _fuse(self, lists: dict[str, Ranking], dense_weight: float, bm25_weight: float) -> Ranking:
@@ -340,13 +349,14 @@ class Retriever:
         searches_dense = mode is Mode.DENSE or dense_weight > 0
         # one after the other: BM25 beside the embedding or the dense search (which uses both cores across
         # segments) slowed each more than it saved (measured at a million chunks)
-        lists = self._lists(original, searches_dense, allowed, bm25=mode is not Mode.DENSE)
+        tables: BM25Tables = {}
+        lists = self._lists(original, searches_dense, allowed, tables, bm25=mode is not Mode.DENSE)
         clock.lap("search")
         bm25_weight = self.bm25_weight_for(query) if mode is not Mode.BM25 else self.config.bm25_weight
         result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight, query_vector=original.vector,
                                  bm25_weight=bm25_weight)
         if policy.wants_dense_feedback(self.config, language_of(query), lists, dense_weight, len(self.index.sparse)):
-            original = self._dense_feedback(original, lists, dense_weight, allowed, bm25_weight)
+            original = self._dense_feedback(original, lists, dense_weight, allowed, bm25_weight, tables)
             clock.lap("dense feedback")
         if mode is Mode.FUSION:
             result.fusion_ran, result.gate_reason = policy.fusion_gate(self.config, language_of(query), self.rewriter is not None,
@@ -354,9 +364,9 @@ class Retriever:
             if result.fusion_ran:
                 result.variants = self._variants(query, original, lists, dense_weight)
                 for variant in result.variants:
-                    lists.update(self._lists(variant, dense_weight > 0, allowed))
+                    lists.update(self._lists(variant, dense_weight > 0, allowed, tables))
                 clock.lap("variants")
-        ranking = self._ranking(lists, [original, *result.variants], dense_weight, bm25_weight)
+        ranking = self._ranking(lists, [original, *result.variants], dense_weight, bm25_weight, tables)
         clock.lap("fuse")
         reranking = rerank and self.reranker is not None
         depth = max(k, self.config.rerank_depth) if reranking else k

@@ -98,6 +98,7 @@ def test_bm25_over_segments_with_dead_chunks_scores_exactly_like_a_rebuild(tmp_p
         asked = np.array([*ids[::3].tolist(), *removed[:3], next_id + 999])  # dead and unknown ids score 0
         expected = [*scores[::3].tolist(), 0.0, 0.0, 0.0, 0.0]
         np.testing.assert_allclose(index.scores_for(query, asked), expected, rtol=1e-6)
+        np.testing.assert_allclose(index.scores_for(query, asked, index.score_tables(query)), expected, rtol=1e-6)
     merged = Postings.concatenated([(segment, np.array(sorted(dead))) for segment in segments])
     assert merged.ids.tolist() == sorted(live)
     assert _all_scores(SparseIndex([merged]), words) == _all_scores(rebuilt, words)

@@ -213,7 +213,7 @@ def test_score_fusion_scores_a_chunk_missing_from_one_list_by_its_real_score_the
     shallow = Retriever(Index.open(index_dir), embedder, config=RetrieverConfig(depth=3, fusion=FusionMethod.MINMAX))
     vector = embedder.encode([query], Role.QUERY)[0]
     weights = term_weights(shallow.tokenizer.tokenize(query))
-    lists = {"original/bm25": shallow.index.search_bm25_weighted(weights, 3), "original/dense": shallow.index.search_dense(vector, 3)}
+    lists = {"original/bm25": shallow.index.search_bm25(shallow.tokenizer.tokenize(query), 3), "original/dense": shallow.index.search_dense(vector, 3)}
     completed = shallow._completed(lists, [QueryVariant("original", query, weights, vector)])
     union = {i for ranked in lists.values() for i, _ in ranked}
     assert all({i for i, _ in ranked} == union for ranked in completed.values())
