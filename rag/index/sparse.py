@@ -271,15 +271,19 @@ class SparseIndex:
         """``(scores, chunk ids)`` of the ``k`` best chunks with a positive score in these tables, best first."""
         if tables is None or k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        best_scores, best_ids = [], []
+        best_scores: list[np.ndarray] = []
+        best_ids: list[np.ndarray] = []
+        bar = np.float32(0)  # the k-th best score so far: a later segment's chunk must reach it (few do, so few are sorted)
         for segment, segment_scores in zip(self._segments, tables, strict=True):
             if allowed is not None:
                 segment_scores = np.where(np.isin(segment.ids, allowed), segment_scores, 0)
-            top = np.flatnonzero(segment_scores > 0)
+            top = np.flatnonzero(segment_scores >= bar if bar > 0 else segment_scores > 0)
             if len(top) > k:
                 top = top[np.argpartition(-segment_scores[top], k - 1)[:k]]
             best_scores.append(segment_scores[top])
             best_ids.append(np.asarray(segment.ids)[top])
+            if sum(map(len, best_scores)) >= k:
+                bar = max(bar, np.partition(np.concatenate(best_scores), -k)[-k])
         merged_scores, merged_ids = np.concatenate(best_scores), np.concatenate(best_ids)
         order = np.lexsort((merged_ids, -merged_scores))[:k]
         return merged_scores[order].astype(np.float32), merged_ids[order].astype(np.int64)

@@ -99,6 +99,8 @@ def test_bm25_over_segments_with_dead_chunks_scores_exactly_like_a_rebuild(tmp_p
         expected = [*scores[::3].tolist(), 0.0, 0.0, 0.0, 0.0]
         np.testing.assert_allclose(index.scores_for(query, asked), expected, rtol=1e-6)
         np.testing.assert_allclose(index.scores_for(query, asked, index.score_tables(query)), expected, rtol=1e-6)
+        for k in (1, 3, 10):  # the best k across segments are the best k of one index over the live chunks
+            np.testing.assert_allclose(index.search_weighted(query, k)[0], rebuilt.search_weighted(query, k)[0], rtol=1e-5)
     merged = Postings.concatenated([(segment, np.array(sorted(dead))) for segment in segments])
     assert merged.ids.tolist() == sorted(live)
     assert _all_scores(SparseIndex([merged]), words) == _all_scores(rebuilt, words)
