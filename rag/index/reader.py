@@ -75,8 +75,8 @@ class Index:
     def vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
         """Stored vectors of these chunks (for feedback and near-duplicate checks)."""
         if self.dense is None:  # an index without chunks has no dense part
-            if ids:
-                raise KeyError(f"{self.generation}: no vectors stored, so none for chunks {ids[:5]}")
+            if len(ids):
+                raise KeyError(f"{self.generation}: no vectors stored, so none for chunks {[int(i) for i in ids[:5]]}")
             return np.zeros((0, int(self.embedder.get("dimension", 0))), np.float32)
         return self.dense.vectors(ids)
 
