@@ -296,14 +296,20 @@ async def _sse(kb: KnowledgeBase, pipeline: AnswerPipeline, question: str, histo
     stop = threading.Event()
     done = object()
 
+    def post(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the event loop has closed: nobody reads any more, so the generation stops
+            stop.set()
+
     def produce() -> None:
         try:
             for item in kb.answer_stream(pipeline, question, history, stop):
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                post(item)
         except Exception as exc:  # reported to the client as an error event
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
+            post(exc)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, done)
+            post(done)
 
     def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": kb.name,
