@@ -124,6 +124,16 @@ def test_ingest_a_server_folder_and_report_its_failures(tmp_path: Path, monkeypa
     assert "missing: not a folder" in _plain(app.error)
 
 
+def _run_beside_threads(app: AppTest) -> AppTest:
+    """``app.run()``, once more when compiling the script failed with the spurious SystemError of CPython
+    3.11's ast module while another thread (here the folder watcher's) parses at the same time
+    (python/cpython#106905); a second failure stays a failure."""
+    app = app.run()
+    if any("AST constructor recursion depth mismatch" in element.value for element in app.exception):
+        app = app.run()
+    return app
+
+
 def test_a_watched_folder_stays_in_sync_until_unwatched(tmp_path: Path, monkeypatch):
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -140,9 +150,9 @@ def test_a_watched_folder_stays_in_sync_until_unwatched(tmp_path: Path, monkeypa
     synced = watcher.wait_synced(after=1, timeout=120)
     assert synced is not None and synced.report is not None
     assert {Path(f.path).name for f in Index.open(index_dir).files()} == {"kettle.md"}
-    app = app.run()
+    app = _run_beside_threads(app)
     assert "Kept in sync" in _plain(app.caption) and "synced:" in _plain(app.caption)
-    app = app.button(key="unwatch-0").click().run()
+    app = _run_beside_threads(app.button(key="unwatch-0").click())
     assert resources.watched_folders().of(index_dir) == [] and not watcher.running
 
 
