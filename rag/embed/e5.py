@@ -117,6 +117,8 @@ class BundledE5Embedder(Embedder):
     def token_ids(self, texts: Sequence[str], prefix: str = "") -> list[list[int]]:
         """Content token ids (no <s> and </s>) of ``prefix + text``, as the engine tokenises them."""
         normalised = [re.sub(" {2,}", " ", (prefix + t).translate(self._translation)) for t in texts]
+        if len(normalised) == 1:  # a question: encode_batch would wake the tokenizer's thread pool for nothing
+            return [self.tokenizer.encode(normalised[0], add_special_tokens=False).ids]
         return [e.ids for e in self.tokenizer.encode_batch(normalised, add_special_tokens=False)]
 
     def lengths(self, texts: Sequence[str]) -> list[int]:

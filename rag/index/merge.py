@@ -71,7 +71,7 @@ def write_merged_segment(generation: Path, store: SegmentedStore, chosen: list[s
         segment_dead = dead[np.isin(dead, store.segments[name].chunk_id_array())]
         left_behind.append(segment_dead)
         if (source / DENSE).exists():
-            part = DenseIndex.load(source / DENSE, graph=False, mmap=True)
+            part = DenseIndex.load(source / DENSE, graph=False)
             ids = part.ids
             dense = dense or DenseIndex.create(part.dimension)
             for start in range(0, len(ids), 100_000):

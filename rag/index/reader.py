@@ -35,7 +35,7 @@ class Index:
             self.store = SegmentedStore.open_readonly(generation, names)
             dead = self.store.dead_array()
             self.sparse = SparseIndex([Postings.load(generation / name / SPARSE) for name in names], dead)
-            dense = [DenseIndex.load(generation / name / DENSE, mmap=True).excluding(dead) for name in names
+            dense = [DenseIndex.load(generation / name / DENSE).excluding(dead) for name in names
                      if (generation / name / DENSE).exists()]
             self.dense = DenseSegments(dense) if dense else None
         except (sqlite3.Error, OSError, ValueError, RuntimeError) as exc:

@@ -181,6 +181,8 @@ class SparseIndex:
         self._count = sum(int(a.sum()) for a in self._alive)
         total_length = sum(int(np.asarray(s.lengths, np.int64)[a].sum()) for s, a in zip(self._segments, self._alive, strict=True))
         average = total_length / self._count if self._count else 1.0
+        self._table_splits = np.cumsum([len(s) for s in self._segments], dtype=np.int64)[:-1]
+        self._table_size = sum(len(s) for s in self._segments)
         self._norms = [(K1 * ((1 - B) + B * np.asarray(s.lengths, np.float32) / np.float32(average))).astype(np.float32)
                        for s in self._segments]
 
@@ -228,17 +230,20 @@ class SparseIndex:
     def score_tables(self, weights: Mapping[str, float]) -> ScoreTables | None:
         """``sum_t w_t * bm25(t, chunk)`` for every chunk of each segment; None when no term is found.
         A search keeps them to complete fused lists (:meth:`scores_for`) without scoring again."""
-        scores = [np.zeros(len(s), np.float32) for s in self._segments]
+        # one zeroed block split by segment: seven small arrays a query were seven fresh mappings to fault in
+        scores = np.split(np.zeros(self._table_size, np.float32), self._table_splits) if self._segments else []
         found = False
         for token, weight in weights.items():
-            postings = self._postings(token) if weight > 0 else []
-            frequency = sum(len(docs) for _, docs, _ in postings)
+            if weight <= 0:
+                continue
+            postings = self._postings(token)
+            frequency = self._frequencies[token] = sum(len(docs) for _, docs, _ in postings)  # idf() reads it next
             if not frequency:
                 continue
             found = True
             factor = np.float32(weight * self._idf(frequency))
-            for number, docs, tf in postings:
-                scores[number][docs] += factor * tf / (self._norms[number][docs] + tf)
+            for number, docs, tf in postings:  # add.at: numpy's indexed in-place add, not a gather and a scatter
+                np.add.at(scores[number], docs, factor * tf / (self._norms[number][docs] + tf))
         return scores if found else None
 
     def search(self, tokens: Sequence[str], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -178,7 +178,7 @@ class IndexWriter:
         if self._live_dense is None:
             base = self._staging if self._staged else self._live
             paths = [base / name / DENSE for name in self._segments()] if base is not None else []
-            loaded = [DenseIndex.load(path, graph=False, mmap=True) for path in paths if path.exists()]
+            loaded = [DenseIndex.load(path, graph=False) for path in paths if path.exists()]
             self._live_dense = DenseSegments(loaded) if loaded else None
         return self._live_dense
 
@@ -243,7 +243,7 @@ class IndexWriter:
         """Write the open segment and open the next one, so a large ingest holds one segment in memory."""
         if self._write_new_segment(store):
             self._written.append(self._new_name)
-            self._written_dense.append(DenseIndex.load(self._staging / self._new_name / DENSE, graph=False, mmap=True))
+            self._written_dense.append(DenseIndex.load(self._staging / self._new_name / DENSE, graph=False))
         self._new_name = _segment_name(int(self._new_name.removeprefix("seg-")) + 1)
         store.open_segment(self._staging, self._new_name)
         self._new_dense, self._postings, self._dropped = None, PostingsBuilder(), set()

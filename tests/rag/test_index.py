@@ -184,6 +184,40 @@ def _overlap(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found.tolist(), exact.tolist(), strict=True)]))
 
 
+def test_a_loaded_dense_index_views_its_files_in_place_and_refuses_additions(tmp_path: Path):
+    """The exact vectors and the graph are read into one buffer per file and searched there, not copied
+    into FAISS's own memory; adding to such an index is an error, not a FAISS abort."""
+    import faiss
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    built = DenseIndex.create(16, threshold=100)
+    built.add(np.arange(1000, 1300), vectors)
+    built.maintain()
+    built.save(tmp_path / "d.faiss")
+    loaded = DenseIndex.load(tmp_path / "d.faiss")
+    exact_buffer, graph_buffer = loaded._buffers
+    stored = faiss.downcast_index(loaded._index.index).get_xb()
+    assert exact_buffer.ctypes.data <= int(stored) < exact_buffer.ctypes.data + exact_buffer.nbytes
+    assert not faiss.downcast_index(loaded._ann.index).hnsw.neighbors.is_owned
+    assert graph_buffer.nbytes == (tmp_path / "d-hnsw.faiss").stat().st_size
+    for exact in (False, True):
+        np.testing.assert_array_equal(loaded.search(vectors[:20], 5, exact=exact)[1], built.search(vectors[:20], 5, exact=exact)[1])
+    np.testing.assert_array_equal(loaded.excluding(np.array([1003])).vectors([1004, 1299]), vectors[[4, 299]])
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.add(np.array([5000]), vectors[:1])
+    assert len(loaded) == 300
+
+
+def test_bm25_document_frequencies_stay_exact_after_a_search_with_zero_weights():
+    index = SparseIndex.build([1, 2, 3], [["pear", "apple"], ["pear"], ["fig"]])
+    assert index.score_tables({"pear": 0.0, "fig": 1.0}) is not None
+    assert index.idf(["pear", "fig"]) == SparseIndex.build([1, 2, 3], [["pear", "apple"], ["pear"], ["fig"]]).idf(["pear", "fig"])
+    assert index.score_tables({"pear": 0.0}) is None and index.score_tables({}) is None
+    assert SparseIndex([]).score_tables({"pear": 1.0}) is None
+
+
 def test_the_dense_index_goes_from_exact_to_hnsw_by_size_and_keeps_recall(corpus_index, embedder, tmp_path: Path):
     """Real e5 vectors of the shared corpus with a threshold of 200: exact below it, HNSW above, recall@10
     against exact search at least 0.95; removals are skipped and then rebuilt away; filters stay exact."""
