@@ -65,12 +65,12 @@ class Index:
         if self.dense is None or not len(self.dense) or (allowed is not None and not len(allowed)):
             return []
         scores, ids = self.dense.search(query_vector.reshape(1, -1), k, allowed)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0]
 
     def search_bm25(self, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """``(chunk id, BM25 score)`` best first, positive scores only."""
         scores, ids = self.sparse.search(tokens, k, allowed)
-        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+        return list(zip(ids.tolist(), scores.tolist(), strict=True))
 
     def vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
         """Stored vectors of these chunks (for feedback and near-duplicate checks)."""

@@ -32,9 +32,37 @@ from rag.retrieve.rerank import Reranker
 from rag.retrieve.variants import KeywordExtractor, QueryVariant, Rewriter, rm3_expansion, rocchio, term_weights
 from rag.text import BM25Tokenizer, language_of
 
-BM25Tables = dict[str, ScoreTables | None]
-"""Each query variant's BM25 score tables (by variant name), kept by a search so that completing its fused
-lists looks their BM25 scores up instead of scoring them again."""
+
+class SearchMemo:
+    """What one search has looked up, for its later stages to reuse: each query variant's BM25 score tables
+    (by variant name), so that completing the fused lists looks BM25 scores up instead of scoring again,
+    and the stored vectors of the chunks it has scored (a Chinese question's dense feedback completes
+    its lists twice, and gathering a vector costs a cache miss at a million chunks).
+
+    Example:
+        >>> memo = SearchMemo(Index.open(Path("rag-index")))
+        >>> memo.vectors(np.array([3, 1])).shape, memo.vectors(np.array([1])).shape
+        ((2, 384), (1, 384))
+    """
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.tables: dict[str, ScoreTables | None] = {}
+        self._ids = np.zeros(0, np.int64)
+        """Chunk ids whose vectors were fetched, ascending, and their vectors in that order."""
+        self._rows: np.ndarray | None = None
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of these chunk ids, each fetched from the index once per search."""
+        ids = np.asarray(ids, np.int64)
+        missing = np.setdiff1d(ids, self._ids)
+        if len(missing) or self._rows is None:
+            rows = self.index.vectors(missing)
+            known = np.concatenate([self._ids, missing])
+            order = np.argsort(known, kind="stable")
+            self._ids = known[order]
+            self._rows = (np.vstack([self._rows, rows]) if self._rows is not None else rows)[order]
+        return self._rows[np.searchsorted(self._ids, ids)]
 MIXED_SHARE = 0.1
 """Dense scores are corrected for the embedder's language bias only when each language holds this share
 of the knowledge base's chunks."""
@@ -179,14 +207,14 @@ class Retriever:
         by_language = self.index.manifest.get("unknown_token_share_by_language", {})
         return policy.dense_weight(self.config, max(unknown / tokens if tokens else 1.0, by_language.get(language_of(query), 0.0)))
 
-    def _lists(self, variant: QueryVariant, dense: bool, allowed: np.ndarray | None, tables: BM25Tables,
+    def _lists(self, variant: QueryVariant, dense: bool, allowed: np.ndarray | None, memo: SearchMemo,
                bm25: bool = True) -> dict[str, Ranking]:
-        """The variant's BM25 and dense lists (each as asked); its BM25 score tables go to ``tables``."""
+        """The variant's BM25 and dense lists (each as asked); its BM25 score tables go to the ``memo``."""
         lists = {}
         if bm25:
-            tables[variant.name] = found = self.index.sparse.score_tables(variant.bm25_weights)
+            memo.tables[variant.name] = found = self.index.sparse.score_tables(variant.bm25_weights)
             scores, ids = self.index.sparse.best(found, self.config.depth, allowed)
-            lists[f"{variant.name}/bm25"] = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+            lists[f"{variant.name}/bm25"] = list(zip(ids.tolist(), scores.tolist(), strict=True))
         if dense and variant.vector is not None:
             ranked = self.index.search_dense(variant.vector, self.config.depth, allowed)
             lists[f"{variant.name}/dense"] = self._debiased(variant.text, ranked)
@@ -203,7 +231,7 @@ class Retriever:
         if not self.embedder.language_offsets or not ranked or not self._mixed_languages():
             return ranked
         offsets = self._language_offsets(language_of(query), np.array([i for i, _ in ranked], np.int64))
-        adjusted = [(i, s + float(offset)) for (i, s), offset in zip(ranked, offsets, strict=True)]
+        adjusted = [(i, s + offset) for (i, s), offset in zip(ranked, offsets.tolist(), strict=True)]
         return sorted(adjusted, key=lambda pair: -pair[1])
 
     def _language_offsets(self, asked: str, ids: np.ndarray) -> np.ndarray:
@@ -246,18 +274,19 @@ class Retriever:
         return self._languages
 
     def _dense_feedback(self, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float,
-                        allowed: np.ndarray | None, bm25_weight: float, tables: BM25Tables) -> QueryVariant:
+                        allowed: np.ndarray | None, bm25_weight: float, memo: SearchMemo) -> QueryVariant:
         """The query with its vector moved toward the fused first pass's top chunks; ``lists`` gets the dense
         search of the moved vector in place of the first one."""
         assert original.vector is not None
         first = {"original/bm25": lists["original/bm25"], "original/dense": lists["original/dense"]}
-        ranking = self._ranking(first, [original], dense_weight, bm25_weight, tables)
+        ranking = self._ranking(first, [original], dense_weight, bm25_weight, memo)
         top = [chunk_id for chunk_id, _ in ranking[: self.config.dense_feedback_docs]]
-        moved = replace(original, vector=rocchio(original.vector, self.index.vectors(top), self.config.dense_feedback_original_weight))
-        lists.update(self._lists(moved, True, allowed, tables, bm25=False))
+        moved = replace(original, vector=rocchio(original.vector, memo.vectors(np.array(top, np.int64)), self.config.dense_feedback_original_weight))
+        lists.update(self._lists(moved, True, allowed, memo, bm25=False))
         return moved
 
-    def _variants(self, query: str, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float) -> list[QueryVariant]:
+    def _variants(self, query: str, original: QueryVariant, lists: dict[str, Ranking], dense_weight: float,
+                  memo: SearchMemo) -> list[QueryVariant]:
         c = self.config
         variants = []
         if language_of(query) not in c.variant_languages:
@@ -274,7 +303,7 @@ class Retriever:
         vector = None
         if dense_weight > 0 and original.vector is not None:
             top_dense = [i for i, _ in lists.get("original/dense", [])[:5]]
-            vector = rocchio(original.vector, self.index.vectors(top_dense)) if top_dense else None
+            vector = rocchio(original.vector, memo.vectors(np.array(top_dense, np.int64))) if top_dense else None
         top_terms = sorted(expanded, key=expanded.get, reverse=True)[:8]  # type: ignore[arg-type]
         variants.append(QueryVariant("feedback", " ".join(top_terms), expanded, vector))
         return variants + self._rewrites(query, dense_weight)
@@ -289,9 +318,10 @@ class Retriever:
             variants.append(QueryVariant(f"rewrite-{n}", text, term_weights(self.tokenizer.tokenize(text)), vector))
         return variants
 
-    def _completed(self, lists: dict[str, Ranking], variants: list[QueryVariant], tables: BM25Tables | None = None) -> dict[str, Ranking]:
-        """Every list scored over the union of all lists' candidates, best first (BM25 scores looked up in
-        the variants' ``tables`` where given)."""
+    def _completed(self, lists: dict[str, Ranking], variants: list[QueryVariant], memo: SearchMemo | None = None) -> dict[str, Ranking]:
+        """Every list scored over the union of all lists' candidates, best first (BM25 scores and vectors
+        looked up in the search's ``memo`` where given)."""
+        memo = memo or SearchMemo(self.index)
         union = np.array(sorted({i for ranked in lists.values() for i, _ in ranked}), dtype=np.int64)
         by_name = {v.name: v for v in variants}
         completed = {}
@@ -301,25 +331,25 @@ class Retriever:
             variant = by_name[name]
             if retriever == "dense" and variant.vector is not None:
                 if vectors is None:
-                    vectors = self.index.vectors(union)
+                    vectors = memo.vectors(union)
                 scores = vectors @ variant.vector
                 if self.embedder.language_offsets and self._mixed_languages():
                     scores = scores + self._language_offsets(language_of(variant.text), union)
             else:
-                scores = self.index.sparse.scores_for(variant.bm25_weights, union, (tables or {}).get(name))
+                scores = self.index.sparse.scores_for(variant.bm25_weights, union, memo.tables.get(name))
             order = np.argsort(-scores, kind="stable")
-            completed[key] = [(int(union[i]), float(scores[i])) for i in order]
+            completed[key] = list(zip(union[order].tolist(), scores[order].tolist(), strict=True))  # Python numbers, made at once
         return completed
 
     def _ranking(self, lists: dict[str, Ranking], variants: list[QueryVariant], dense_weight: float,
-                 bm25_weight: float, tables: BM25Tables) -> Ranking:
+                 bm25_weight: float, memo: SearchMemo) -> Ranking:
         """The lists as one ranking: score fusion first completes each list with the real scores of the
         others' chunks. ``lists`` itself is left as found, so provenance (found_by) stays with what each
         list found in its own top ``depth``."""
         if len(lists) == 1:
             return next(iter(lists.values()))
         if self.config.complete_scores and self.config.fusion is not FusionMethod.RRF:
-            lists = self._completed(lists, variants, tables)
+            lists = self._completed(lists, variants, memo)
         return self._fuse(lists, dense_weight, bm25_weight)
 
     def _fuse(self, lists: dict[str, Ranking], dense_weight: float, bm25_weight: float) -> Ranking:
@@ -349,24 +379,24 @@ class Retriever:
         searches_dense = mode is Mode.DENSE or dense_weight > 0
         # one after the other: BM25 beside the embedding or the dense search (which uses both cores across
         # segments) slowed each more than it saved (measured at a million chunks)
-        tables: BM25Tables = {}
-        lists = self._lists(original, searches_dense, allowed, tables, bm25=mode is not Mode.DENSE)
+        memo = SearchMemo(self.index)
+        lists = self._lists(original, searches_dense, allowed, memo, bm25=mode is not Mode.DENSE)
         clock.lap("search")
         bm25_weight = self.bm25_weight_for(query) if mode is not Mode.BM25 else self.config.bm25_weight
         result = RetrievalResult(query, mode, [], {}, dense_weight=dense_weight, query_vector=original.vector,
                                  bm25_weight=bm25_weight)
         if policy.wants_dense_feedback(self.config, language_of(query), lists, dense_weight, len(self.index.sparse)):
-            original = self._dense_feedback(original, lists, dense_weight, allowed, bm25_weight, tables)
+            original = self._dense_feedback(original, lists, dense_weight, allowed, bm25_weight, memo)
             clock.lap("dense feedback")
         if mode is Mode.FUSION:
             result.fusion_ran, result.gate_reason = policy.fusion_gate(self.config, language_of(query), self.rewriter is not None,
                                                                 lists, dense_weight)
             if result.fusion_ran:
-                result.variants = self._variants(query, original, lists, dense_weight)
+                result.variants = self._variants(query, original, lists, dense_weight, memo)
                 for variant in result.variants:
-                    lists.update(self._lists(variant, dense_weight > 0, allowed, tables))
+                    lists.update(self._lists(variant, dense_weight > 0, allowed, memo))
                 clock.lap("variants")
-        ranking = self._ranking(lists, [original, *result.variants], dense_weight, bm25_weight, tables)
+        ranking = self._ranking(lists, [original, *result.variants], dense_weight, bm25_weight, memo)
         clock.lap("fuse")
         reranking = rerank and self.reranker is not None
         depth = max(k, self.config.rerank_depth) if reranking else k

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from langchain_core.runnables import RunnableLambda
 
@@ -13,6 +14,7 @@ from rag.index import EmbedderMismatchError, Index
 from rag.retrieve import Filters, FusionMethod, Mode, Retriever, RetrieverConfig
 from rag.retrieve.langchain import LangChainRetriever
 from rag.retrieve.rerank import Reranker
+from rag.retrieve.retriever import SearchMemo
 from rag.retrieve.variants import QueryVariant, term_weights
 from rag.text import language_of
 from testkit.demo import demo_docs
@@ -224,6 +226,21 @@ def test_score_fusion_scores_a_chunk_missing_from_one_list_by_its_real_score_the
     result = shallow.search(query, mode=Mode.HYBRID, k=5)
     for hit in result.hits:  # provenance is what each list found in its own top 3, not the completion
         assert set(hit.found_by) == {key for key, ranked in lists.items() if hit.chunk.id in dict(ranked)}
+
+
+def test_a_search_memo_fetches_each_vector_once_and_returns_them_in_the_order_asked(index_dir: Path):
+    index = Index.open(index_dir)
+    fetched: list[list[int]] = []
+    real_vectors = index.vectors
+    index.vectors = lambda ids: (fetched.append(sorted(int(i) for i in ids)), real_vectors(ids))[1]  # type: ignore[method-assign]
+    memo = SearchMemo(index)
+    ids = sorted(chunk_id for chunk_id, *_ in index.store.chunk_locations())[:6]
+    first = memo.vectors(np.array([ids[4], ids[1], ids[4]]))
+    np.testing.assert_array_equal(first, real_vectors([ids[4], ids[1], ids[4]]))
+    again = memo.vectors(np.array([ids[1], ids[5], ids[0], ids[4]]))
+    np.testing.assert_array_equal(again, real_vectors([ids[1], ids[5], ids[0], ids[4]]))
+    assert fetched == [[ids[1], ids[4]], [ids[0], ids[5]]]
+    assert memo.vectors(np.array([ids[0]])).shape == (1, real_vectors([ids[0]]).shape[1]) and len(fetched) == 2
 
 
 @pytest.mark.parametrize("settings, named", [
