@@ -51,7 +51,7 @@ def read_in_place(path: Path) -> tuple[faiss.Index, np.ndarray]:
     numpy asks the kernel for transparent huge pages for a buffer this large. A graph search jumps between
     random vectors and links, and with 4 KiB pages each jump also missed the TLB: one segment of 150,000
     searched at efSearch 128 took 1.9 ms with cold caches (as after embedding a query), 0.75 ms from huge
-    pages, and 0.6 against 0.45 ms warm (bench-out measurements on a million-chunk index, 2 cores).
+    pages, and 0.6 against 0.45 ms warm (measured on a million-chunk index of the bench, 2 cores).
     """
     buffer = np.empty(path.stat().st_size, np.uint8)
     with path.open("rb") as file:
