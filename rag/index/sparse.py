@@ -182,8 +182,8 @@ class SparseIndex:
         self._count = sum(int(a.sum()) for a in self._alive)
         total_length = sum(int(np.asarray(s.lengths, np.int64)[a].sum()) for s, a in zip(self._segments, self._alive, strict=True))
         average = total_length / self._count if self._count else 1.0
-        self._table_splits = np.cumsum([len(s) for s in self._segments], dtype=np.int64)[:-1]
-        self._table_size = sum(len(s) for s in self._segments)
+        self._table_ends = np.cumsum([len(s) for s in self._segments], dtype=np.int64)
+        """Where each segment's score table ends in a search's one block of tables."""
         self._norms = [(K1 * ((1 - B) + B * np.asarray(s.lengths, np.float32) / np.float32(average))).astype(np.float32)
                        for s in self._segments]
 
@@ -232,7 +232,7 @@ class SparseIndex:
         """``sum_t w_t * bm25(t, chunk)`` for every chunk of each segment; None when no term is found.
         A search keeps them to complete fused lists (:meth:`scores_for`) without scoring again."""
         # one zeroed block split by segment: seven small arrays a query were seven fresh mappings to fault in
-        scores = np.split(np.zeros(self._table_size, np.float32), self._table_splits) if self._segments else []
+        scores = np.split(np.zeros(self._table_ends[-1], np.float32), self._table_ends[:-1]) if self._segments else []
         found = False
         for token, weight in weights.items():
             if weight <= 0:

@@ -63,6 +63,8 @@ class SearchMemo:
             self._ids = known[order]
             self._rows = (np.vstack([self._rows, rows]) if self._rows is not None else rows)[order]
         return self._rows[np.searchsorted(self._ids, ids)]
+
+
 MIXED_SHARE = 0.1
 """Dense scores are corrected for the embedder's language bias only when each language holds this share
 of the knowledge base's chunks."""
